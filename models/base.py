@@ -1,0 +1,70 @@
+"""The one model contract every recommender in this suite follows.
+
+A model is an `nn.Module` built from `(n_items, config)`:
+
+    n_items  number of item ids INCLUDING the padding id 0 (RecBole's `item_num`), so
+             scores have `n_items` columns and column 0 is padding (never ranked: the
+             evaluator masks it, see recbench/metrics.py).
+    config   the model file's own `Config` dataclass (reference hyperparameters as defaults).
+
+`forward(item_seq, seq_len) -> hidden [B, L, D]` encodes right-padded item sequences
+(item_seq [B, L] long, 0 = padding, seq_len [B] long = number of real items). Everything
+after `forward` (read-out, scoring against the tied item embedding, the loss) lives here,
+once, so models differ only in their encoders. A model overrides a helper only when its
+paper says so (BERT4Rec's cloze loss, LRURec's output bias, Popularity's counts).
+
+`causal = True` promises that hidden[:, t] depends on item_seq[:, :t+1] only; the engine's
+fast `sequence` training mode is allowed for causal models alone.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SequentialRecommender(nn.Module):
+    causal: bool = False       # hidden[:, t] sees items <= t only
+    learned: bool = True       # False: fitted from counts (Popularity), no optimiser
+
+    def __init__(self, n_items: int, config):
+        super().__init__()
+        self.n_items = n_items
+        self.config = config
+
+    # --- the encoder: each model implements this -------------------------------------
+    def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # --- shared read-out, scoring and loss ---------------------------------------------
+    def output_item_embeddings(self) -> torch.Tensor:
+        """[n_items, D] item vectors that hidden states are scored against (tied)."""
+        return self.item_embedding.weight[: self.n_items]
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., D] -> logits [..., n_items] (dot product with the tied embedding)."""
+        return hidden @ self.output_item_embeddings().T
+
+    @staticmethod
+    def gather_last(hidden: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        """hidden [B, L, D] -> hidden at the last real position `seq_len - 1`, [B, D]."""
+        return hidden[torch.arange(hidden.size(0), device=hidden.device), seq_len - 1]
+
+    def full_sort_predict(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        """Scores of every item as the next one: [B, n_items]."""
+        return self.score(self.gather_last(self.forward(item_seq, seq_len), seq_len))
+
+    def calculate_loss(self, item_seq, seq_len, target, reduction: str = "mean") -> torch.Tensor:
+        """`prefix` mode: one next-item CE term per example (RecBole's CE over all items)."""
+        return F.cross_entropy(self.full_sort_predict(item_seq, seq_len), target, reduction=reduction)
+
+    def sequence_loss(self, item_seq, seq_len, targets, reduction: str = "mean") -> torch.Tensor:
+        """`sequence` mode: a next-item CE term at every position whose target is not 0.
+
+        targets [B, L]: targets[b, t] is the item after item_seq[b, t] (0 = no term). For a
+        causal model this is the same sum of terms as `calculate_loss` over every prefix.
+        """
+        hidden = self.forward(item_seq, seq_len)                 # (B, L, D)
+        has_target = targets > 0
+        logits = self.score(hidden[has_target])                  # (N, n_items)
+        return F.cross_entropy(logits, targets[has_target], reduction=reduction)
