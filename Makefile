@@ -1,0 +1,21 @@
+# Set-up and the two everyday commands. Each target creates .venv on first use.
+# On a GPU machine add the kernels afterwards: .venv/bin/pip install -e ".[gpu]"
+VENV := .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch pinned here (not in pyproject) so that pip takes the CPU wheel, not a CUDA build
+	$(PY) -m pip install -q "torch==2.13.0" -e ".[test]"
+	touch $@
+
+.PHONY: quickstart test paper
+quickstart: $(VENV)/installed  ## the main job on the embedded synthetic dataset (CPU, offline)
+	$(VENV)/bin/snakemake --cores 8 --configfile config/quickstart.yaml
+
+test: $(VENV)/installed  ## the test suite (real-data tests skip without ../shared/data)
+	$(PY) -m pytest -q
+
+paper: $(VENV)/installed  ## the paper run (downloads; GPU advised)
+	$(VENV)/bin/snakemake --cores 8

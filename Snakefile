@@ -1,0 +1,19 @@
+# recgrela-bench: RecGRELA (arXiv 2506.13315) and its baselines under one RecBole protocol.
+#   snakemake --cores 8                                   # the paper run (config/config.yaml)
+#   snakemake --cores 8 --configfile config/quickstart.yaml   # embedded default, CPU, offline
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
