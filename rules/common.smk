@@ -1,5 +1,4 @@
 # Config validation, the dataset registry and the output lists. Kept small on purpose.
-import os
 from pathlib import Path
 
 import yaml
@@ -18,8 +17,9 @@ if _unknown:
         f"known (config/datasets.yaml or config 'dataset_registry'): {sorted(DATASETS)}"
     )
 
-# The environment variable wins over the config key, so one checkout serves many machines.
-DATA_MIRROR = os.environ.get("RECBENCH_DATA_MIRROR") or config["data_mirror"]
+wildcard_constraints:
+    dataset=r"[^/]+",
+    model=r"[^/]+",
 
 
 def dataset_entry(wildcards):
