@@ -1,0 +1,188 @@
+"""LinRec: a SASRec-style encoder whose softmax attention is replaced by L2-normalised
+linear attention, as the RecGRELA reference code runs it.
+
+Paper: L. Liu et al., "LinRec: Linear Attention Mechanism for Long-term Sequential
+Recommender Systems", SIGIR 2023.
+Reference code: RecGRELA `model/LinRec.py` + `model/layers/layers_LinRec.py` (on RecBole 1.2),
+`config/LinRec.yaml` (hidden 128, 8 heads, 2 layers, inner 256, dropout 0.2).
+
+Symbols -> variables, per head h (d = hidden_size / n_heads):
+    E, P                       item / absolute position embeddings   item_embedding, position_embedding
+    x^0 = Dropout(LN(E[s] + P))                                      forward()
+    Q = x W_Q, K = x W_K, V = x W_V                                  LinearAttention.query/key/value
+    phi(.) = ELU(.)  (plain ELU, NOT ELU + 1: features may be negative)
+    Q~_i = phi(Q_i) / ||phi(Q_i)||_2,  K~_j = phi(K_j) / ||phi(K_j)||_2   (both over the d features
+                                        of one position; see the fidelity note below)
+    A(x)_i = Q~_i (sum_j K~_j^T V_j) / sqrt(d)                       linear_attention()
+    x' = LN(x + Dropout(A(x) W_O)),  x'' = LN(x' + Dropout(GELU(x' W_1) W_2))   (post-LN, as SASRec)
+
+The sum over j runs over ALL L positions of the padded window in the reference (it builds
+RecBole's causal [B, 1, L, L] mask and never uses it), so the default model is NOT causal: a
+right-padded sequence's read-out at `seq_len - 1` also sees the padding tail (never a future
+item: the target is not in the input). `causal=True` restricts the sum to j <= i, computed
+chunk-wise with a running [d, d] state, so no L x L tensor is ever built in either mode.
+
+Fidelity notes (the default is the reference's behaviour):
+- The LinRec paper normalises K column-wise (over the sequence); the reference code normalises
+  each key over its features (it permutes K to [B, h, d, L] and takes the norm over dim 2 = d).
+  We follow the code.
+- `attn_dropout_prob` is read by the reference but never applied in its ELU attention; we do
+  not expose it.
+- The L2 norm has a 1e-12 floor (F.normalize); the reference divides by the raw norm, which
+  only differs where the reference would produce inf/NaN (an all-zero ELU feature vector).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import SequentialRecommender
+
+
+@dataclass
+class Config:
+    max_len: int = 200               # learnable absolute positions 0..max_len-1 (the run's max_len)
+    hidden_size: int = 128
+    n_layers: int = 2
+    n_heads: int = 8
+    inner_size: int = 256            # feed-forward width
+    hidden_dropout_prob: float = 0.2
+    hidden_act: str = "gelu"         # gelu (erf form) | relu | swish | tanh | sigmoid
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    causal: bool = False             # reference: False (sum over the whole padded window)
+    chunk_size: int = 32             # causal mode: positions per chunk (memory ~ B*h*L*(C + 2d^2/C))
+
+
+ACTIVATIONS = {
+    "gelu": lambda x: F.gelu(x),     # exact erf GELU, as RecBole's FeedForward.gelu
+    "relu": F.relu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+}
+
+
+def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     causal: bool = False, chunk_size: int = 32) -> torch.Tensor:
+    """LinRec attention on per-head tensors q, k, v: (B, h, L, d) -> (B, h, L, d).
+
+    Non-causal: out_i = q~_i (K~^T V) / sqrt(d), one (d, d) state per head.
+    Causal:     out_i = q~_i (sum_{j<=i} k~_j^T v_j) / sqrt(d), in chunks of `chunk_size`
+                positions: an exact (C, C) product inside a chunk plus the running state
+                of all earlier chunks, so memory is O(L * C + L / C * d^2), never O(L^2).
+    """
+    d = q.size(-1)
+    q = F.normalize(F.elu(q), dim=-1)                    # (B, h, L, d) unit rows
+    k = F.normalize(F.elu(k), dim=-1)                    # (B, h, L, d) unit rows
+    if not causal:
+        kv = k.transpose(-2, -1) @ v                     # (B, h, d, d)
+        return (q @ kv) / math.sqrt(d)
+
+    B, h, L, _ = q.shape
+    C = min(chunk_size, L)
+    n = -(-L // C)                                        # number of chunks
+    pad = n * C - L
+    if pad:  # zero keys and values at the end add nothing; padded query rows are dropped
+        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
+    q, k, v = (t.view(B, h, n, C, d) for t in (q, k, v))  # (B, h, n, C, d)
+    # Inside a chunk: exact lower-triangular (C x C) scores, j <= i.
+    # (in place: matmul keeps q and k for backward, not its output)
+    scores = (q @ k.transpose(-2, -1)).tril_()            # (B, h, n, C, C)
+    intra = scores @ v                                    # (B, h, n, C, d)
+    # Earlier chunks: exclusive prefix sum of per-chunk k^T v states.
+    kv = k.transpose(-2, -1) @ v                         # (B, h, n, d, d)
+    state = kv.cumsum(dim=2) - kv                        # (B, h, n, d, d) sum over chunks < c
+    inter = q @ state                                    # (B, h, n, C, d)
+    out = (intra + inter).view(B, h, n * C, d)[:, :, :L]  # (B, h, L, d)
+    return out / math.sqrt(d)
+
+
+class LinearAttention(nn.Module):
+    """Multi-head LinRec attention with the post-LN residual of RecBole's MultiHeadAttention."""
+
+    def __init__(self, c: Config):
+        super().__init__()
+        self.n_heads, self.causal, self.chunk_size = c.n_heads, c.causal, c.chunk_size
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        split = lambda t: t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, h, L, d)
+        out = linear_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)),
+                               self.causal, self.chunk_size)                    # (B, h, L, d)
+        out = out.transpose(1, 2).reshape(B, L, D)                               # (B, L, D)
+        return self.norm(x + self.dropout(self.dense(out)))
+
+
+class FeedForward(nn.Module):
+    """Position-wise FFN with post-LN residual: LN(x + Dropout(act(x W_1) W_2))."""
+
+    def __init__(self, c: Config):
+        super().__init__()
+        self.dense_1 = nn.Linear(c.hidden_size, c.inner_size)
+        self.dense_2 = nn.Linear(c.inner_size, c.hidden_size)
+        self.act = ACTIVATIONS[c.hidden_act]
+        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # No dropout between the two dense layers, as RecBole's FeedForward.
+        return self.norm(x + self.dropout(self.dense_2(self.act(self.dense_1(x)))))
+
+
+class LinRec(SequentialRecommender):
+    Config = Config
+    causal = False   # the reference default; an instance built with causal=True says so
+
+    def __init__(self, n_items: int, config: Config):
+        super().__init__(n_items, config)
+        c = config
+        if c.hidden_size % c.n_heads:
+            raise ValueError(f"linrec: hidden_size ({c.hidden_size}) is not a multiple of "
+                             f"n_heads ({c.n_heads})")
+        if c.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"linrec: hidden_act {c.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+        if c.chunk_size < 1:
+            raise ValueError(f"linrec: chunk_size must be >= 1, got {c.chunk_size}")
+        self.causal = c.causal
+        self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
+        self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
+        self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.emb_dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.layers = nn.ModuleList(
+            nn.Sequential(LinearAttention(c), FeedForward(c)) for _ in range(c.n_layers))
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # RecBole/SASRec init: N(0, 0.02) on every Linear and Embedding weight (the padding
+        # row too: it is only ever added to a position vector and its gradient stays 0),
+        # zero biases, LayerNorm (1, 0).
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        L = item_seq.size(1)
+        if L > self.config.max_len:
+            raise ValueError(f"linrec: sequence length {L} exceeds Config.max_len "
+                             f"{self.config.max_len} (learnable positions 0..max_len-1)")
+        positions = torch.arange(L, device=item_seq.device)                     # (L,)
+        x = self.item_embedding(item_seq) + self.position_embedding(positions)  # (B, L, D)
+        x = self.emb_dropout(self.emb_norm(x))
+        for layer in self.layers:
+            x = layer(x)                                                         # (B, L, D)
+        return x

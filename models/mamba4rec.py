@@ -1,0 +1,288 @@
+"""Mamba4Rec: selective state-space (Mamba) layers for sequential recommendation, as the
+RecGRELA reference runs it.
+
+Papers: C. Liu et al., "Mamba4Rec: Towards Efficient Sequential Recommendation with Selective
+State Space Models", arXiv 2403.03900 (2024); the Mamba block: A. Gu and T. Dao, "Mamba:
+Linear-Time Sequence Modeling with Selective State Spaces", arXiv 2312.00752 (2023).
+Reference code: RecGRELA `model/Mamba4Rec.py` (on RecBole 1.2, `mamba_ssm.Mamba` blocks),
+`config/Mamba4Rec.yaml` (hidden 64, 2 layers, dropout 0.2, d_state 32, d_conv 4, expand 2).
+
+Symbols -> variables (one Mamba block, E = expand * D channels, N = d_state):
+    [x; z] = W_in u                                     MambaBlock.in_proj (no bias)       (B, L, 2E)
+    x <- SiLU(causal depthwise conv_k(x)), k = d_conv   MambaBlock.conv1d                  (B, L, E)
+    [dt; B_t; C_t] = W_x x                              MambaBlock.x_proj                  (B, L, R + 2N)
+    Delta_t = softplus(W_dt dt + b_dt)                  MambaBlock.dt_proj (R = ceil(D / 16))
+    A = -exp(A_log)  (E, N), S4D-real init A_n = -n     MambaBlock.A_log
+    h_t = exp(Delta_t A) * h_{t-1} + (Delta_t x_t) B_t   selective_scan()   h_t (B, E, N)
+    y_t = C_t . h_t + D * x_t,   y <- y * SiLU(z)        MambaBlock.D (skip), gate z
+    out = W_out y                                        MambaBlock.out_proj (no bias)     (B, L, D)
+Around each block (reference MambaLayer + FeedForward, post-LN):
+    x' = LN(x + Dropout(Mamba(x)))   (one-layer model: LN(Dropout(Mamba(x))), no residual)
+    x'' = LN(x' + Dropout(W_2 Dropout(GELU(W_1 x'))))   d_ff = 4 D
+    input: x^0 = LN(Dropout(E[s]))   (dropout BEFORE LayerNorm, as the reference)
+
+Selective scan. On CUDA with `mamba_ssm` installed (and `use_kernels`), the block calls
+mamba_ssm's fused `selective_scan_fn` (and causal_conv1d's kernel when present); otherwise the
+pure-PyTorch `selective_scan` below, which loops over positions with a vectorised (B, E, N)
+state update and has its own backward (the adjoint recurrence, right to left) that recomputes
+states chunk by chunk (`scan_chunk` positions): only chunk-boundary states are kept, so memory
+is O(B L E) instead of the O(B L E N) of materialising every state (13 GB at B=256, L=3200,
+E=128, N=32), as mamba_ssm's kernel also recomputes states in backward. The parameter
+names equal mamba_ssm.Mamba's, so state dicts load into either.
+
+Fidelity note (init, default = the reference): the reference applies RecBole's `_init_weights`
+to the WHOLE model after building the mamba_ssm blocks, so every Linear inside them is
+re-drawn from N(0, 0.02) and every Linear bias zeroed, dt_proj's bias included: softplus(0)
+gives Delta ~ 0.69 at init instead of mamba_ssm's log-uniform [0.001, 0.1]. A_log, D and the
+conv1d keep mamba_ssm's / PyTorch's init. `init="mamba_ssm"` keeps mamba_ssm's own block init
+(dt weight uniform +-R^-0.5, dt bias = softplus^-1 of the log-uniform Delta, PyTorch default
+Linear init) and applies N(0, 0.02) only outside the blocks.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.base import SequentialRecommender
+
+try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+except (ImportError, OSError):
+    selective_scan_fn = None
+try:
+    from causal_conv1d import causal_conv1d_fn
+except (ImportError, OSError):
+    causal_conv1d_fn = None
+
+
+@dataclass
+class Config:
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout_prob: float = 0.2
+    d_state: int = 32            # N
+    d_conv: int = 4              # causal conv width
+    expand: int = 2              # E = expand * hidden_size
+    init: str = "reference"      # reference (RecBole re-init of the blocks) | mamba_ssm
+    scan_chunk: int = 0          # pure-PyTorch scan: positions per recomputed chunk (0 = auto)
+    use_kernels: bool = True     # use mamba_ssm / causal_conv1d kernels when on CUDA and installed
+
+
+def _chunk_states(h0, delta, u, A, B):
+    """States of one chunk, time-major. h0 (b, E, N); delta, u (c, b, E); B (c, b, N).
+    Returns A_bar = exp(Delta A) and the states h_1..h_c, both (c, b, E, N)."""
+    dA = torch.exp(delta[..., None] * A)                                # (c, b, E, N)  A_bar
+    dBu = (delta * u)[..., None] * B[:, :, None, :]                     # (c, b, E, N)  B_bar x
+    states = torch.empty_like(dBu)
+    h = h0
+    for t in range(delta.size(0)):   # the recurrence: one fused multiply-add per position
+        h = torch.addcmul(dBu[t], dA[t], h, out=states[t])              # h_t = A_bar_t h_{t-1} + B_bar_t x_t
+    return dA, states
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """y_t = C_t . h_t,  h_t = exp(Delta_t A) h_{t-1} + Delta_t u_t B_t,  h_0 = 0 (time-major).
+
+    Forward keeps only the state entering each chunk; backward recomputes one chunk's states
+    and runs the adjoint recurrence G_t = C_t g_t + A_bar_{t+1} G_{t+1} right to left, so the
+    (L, b, E, N) states never exist at once and autograd holds no per-position nodes.
+    """
+
+    @staticmethod
+    def forward(ctx, delta, u, A, B, C, chunk_size):
+        L, batch, E = u.shape                                            # time-major (L, b, E)
+        h = u.new_zeros(batch, E, A.size(1))                             # (b, E, N)
+        starts, ys = [], []
+        for s in range(0, L, chunk_size):
+            part = slice(s, s + chunk_size)
+            starts.append(h)
+            _, states = _chunk_states(h, delta[part], u[part], A, B[part])
+            ys.append(torch.einsum("cben,cbn->cbe", states, C[part]))   # (c, b, E)
+            h = states[-1].clone()
+        ctx.chunk_size = chunk_size
+        ctx.save_for_backward(delta, u, A, B, C, torch.stack(starts))
+        return torch.cat(ys)                                             # (L, b, E)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        delta, u, A, B, C, starts = ctx.saved_tensors
+        L, c = u.size(0), ctx.chunk_size
+        g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
+        g_B, g_C = torch.empty_like(B), torch.empty_like(C)
+        g_A = torch.zeros_like(A)
+        g_next = torch.zeros_like(starts[0])   # dLoss/dh at this chunk's end, through later chunks
+        for k in reversed(range(len(starts))):
+            part = slice(k * c, min((k + 1) * c, L))
+            d_k, u_k, B_k, C_k, gy_k = delta[part], u[part], B[part], C[part], grad_y[part]
+            dA, states = _chunk_states(starts[k], d_k, u_k, A, B_k)
+            G = gy_k[..., None] * C_k[:, :, None, :]                    # (c, b, E, N) direct term C_t g_t
+            G[-1] += g_next
+            for t in reversed(range(G.size(0) - 1)):
+                G[t].addcmul_(dA[t + 1], G[t + 1])                      # G_t += A_bar_{t+1} G_{t+1}
+            g_next = dA[0] * G[0]                                        # into the state entering the chunk
+            g_dA = G * dA                                                # dLoss/d(Delta A) = G_t A_bar_t h_{t-1}
+            g_dA[1:].mul_(states[:-1])
+            g_dA[0].mul_(starts[k])
+            GB = torch.einsum("cben,cbn->cbe", G, B_k)                  # sum_N G B  (c, b, E)
+            g_delta[part] = torch.einsum("cben,en->cbe", g_dA, A) + GB * u_k
+            g_u[part] = GB * d_k
+            g_B[part] = torch.einsum("cben,cbe->cbn", G, d_k * u_k)
+            g_C[part] = torch.einsum("cben,cbe->cbn", states, gy_k)
+            g_A += torch.einsum("cben,cbe->en", g_dA, d_k)
+        return g_delta, g_u, g_A, g_B, g_C, None
+
+
+def selective_scan(u, delta, A, B, C, D, z=None, delta_bias=None, chunk_size: int = 0):
+    """Mamba's selective scan (the maths of mamba_ssm `selective_scan_ref` with
+    delta_softplus=True), channel-last, in pure PyTorch.
+
+    u, delta (B, L, E); A (E, N); B, C (B, L, N); D (E,); z (B, L, E) or None;
+    delta_bias (E,) or None.  Returns y (B, L, E):
+        Delta = softplus(delta + delta_bias);  h_t = exp(Delta_t A) h_{t-1} + Delta_t u_t B_t
+        y_t = C_t . h_t + D u_t;  y = y * SiLU(z)
+    chunk_size 0 picks ~sqrt(L / 6): memory holds L / c boundary states plus ~6 (c, B, E, N)
+    buffers of the chunk being recomputed, and that c minimises their sum.
+    """
+    if chunk_size <= 0:
+        chunk_size = max(1, round(math.sqrt(u.size(1) / 6)))
+    if delta_bias is not None:
+        delta = delta + delta_bias
+    delta = F.softplus(delta)                                           # (B, L, E), Delta > 0
+    time_major = lambda t: t.transpose(0, 1).contiguous()               # (L, B, .)
+    y = _SelectiveScan.apply(time_major(delta), time_major(u), A, time_major(B), time_major(C),
+                             chunk_size).transpose(0, 1)                # (B, L, E)
+    y = y + u * D
+    return y if z is None else y * F.silu(z)
+
+
+class MambaBlock(nn.Module):
+    """The Mamba block (mamba_ssm `Mamba`, default options) with a pure-PyTorch path."""
+
+    def __init__(self, c: Config, dt_min: float = 0.001, dt_max: float = 0.1,
+                 dt_init_floor: float = 1e-4):
+        super().__init__()
+        D, E, N = c.hidden_size, c.expand * c.hidden_size, c.d_state
+        self.d_inner, self.d_state, self.d_conv = E, N, c.d_conv
+        self.dt_rank = math.ceil(D / 16)
+        self.scan_chunk, self.use_kernels = c.scan_chunk, c.use_kernels
+        self.in_proj = nn.Linear(D, 2 * E, bias=False)
+        # Depthwise conv padded by d_conv - 1 on both sides; keeping the first L outputs
+        # makes it causal (output t sees inputs t - d_conv + 1 .. t).
+        self.conv1d = nn.Conv1d(E, E, c.d_conv, groups=E, padding=c.d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(E, self.dt_rank + 2 * N, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, E, bias=True)
+        self.out_proj = nn.Linear(E, D, bias=False)
+        # mamba_ssm init: dt weight uniform(+-R^-0.5); dt bias = softplus^-1(Delta_0) with
+        # Delta_0 log-uniform in [dt_min, dt_max]; S4D-real A_n = -(1..N); D = 1.
+        std = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(E) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(E, 1))
+        self.D = nn.Parameter(torch.ones(E))
+
+    def _kernels_apply(self, x: torch.Tensor) -> bool:
+        return self.use_kernels and x.is_cuda and selective_scan_fn is not None
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        L = u.size(1)
+        x, z = self.in_proj(u).chunk(2, dim=-1)                         # (B, L, E) each
+        fast = self._kernels_apply(u)
+        if fast and causal_conv1d_fn is not None:
+            x = causal_conv1d_fn(x.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1),
+                                 self.conv1d.bias, activation="silu").transpose(1, 2)
+        else:
+            x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)  # (B, L, E)
+        dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)                       # (B, L, E), bias added in the scan
+        A = -torch.exp(self.A_log)                                      # (E, N)
+        if fast:
+            # The kernel wants (B, E, L) / (B, N, L) layouts and fp32 A, D, bias.
+            y = selective_scan_fn(
+                x.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A.float(),
+                B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(),
+                z=z.transpose(1, 2).contiguous(), delta_bias=self.dt_proj.bias.float(),
+                delta_softplus=True).transpose(1, 2)                    # (B, L, E)
+        else:
+            y = selective_scan(x, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias,
+                               chunk_size=self.scan_chunk)              # (B, L, E)
+        return self.out_proj(y)                                         # (B, L, D)
+
+
+class FeedForward(nn.Module):
+    """LN(x + Dropout(W_2 Dropout(GELU(W_1 x)))), d_ff = 4 D, LN eps 1e-12, as the reference."""
+
+    def __init__(self, c: Config):
+        super().__init__()
+        self.w_1 = nn.Linear(c.hidden_size, 4 * c.hidden_size)
+        self.w_2 = nn.Linear(4 * c.hidden_size, c.hidden_size)
+        self.dropout = nn.Dropout(c.dropout_prob)
+        self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inner = self.dropout(F.gelu(self.w_1(x)))                      # (B, L, 4D)
+        return self.norm(x + self.dropout(self.w_2(inner)))
+
+
+class MambaLayer(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        # The reference drops the residual around the block when the model has one layer.
+        self.residual = c.num_layers > 1
+        self.mamba = MambaBlock(c)
+        self.dropout = nn.Dropout(c.dropout_prob)
+        self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
+        self.ffn = FeedForward(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dropout(self.mamba(x))                                 # (B, L, D)
+        return self.ffn(self.norm(h + x if self.residual else h))
+
+
+class Mamba4Rec(SequentialRecommender):
+    Config = Config
+    causal = True   # causal conv + left-to-right scan: position t sees items <= t only
+
+    def __init__(self, n_items: int, config: Config):
+        super().__init__(n_items, config)
+        c = config
+        if c.init not in ("reference", "mamba_ssm"):
+            raise ValueError(f"mamba4rec: init must be 'reference' or 'mamba_ssm', got {c.init!r}")
+        if c.scan_chunk < 0:
+            raise ValueError(f"mamba4rec: scan_chunk must be >= 0 (0 = auto), got {c.scan_chunk}")
+        self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
+        self.emb_dropout = nn.Dropout(c.dropout_prob)
+        self.emb_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
+        self.layers = nn.ModuleList(MambaLayer(c) for _ in range(c.num_layers))
+        # RecBole's init (N(0, 0.02) Linear/Embedding weights, zero Linear biases, LN (1, 0));
+        # with init="reference" it reaches inside the Mamba blocks too (see the docstring).
+        keep = set()
+        if c.init == "mamba_ssm":
+            keep = {id(m) for layer in self.layers for m in layer.mamba.modules()}
+        for module in self.modules():
+            if id(module) not in keep:
+                self._init_module(module)
+
+    @staticmethod
+    def _init_module(module: nn.Module) -> None:
+        # The embedding's padding row is drawn too (as RecBole); its gradient stays 0 and it
+        # only ever feeds positions after the real items.
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (B, L, D)
+        for layer in self.layers:
+            x = layer(x)                                                     # (B, L, D)
+        return x

@@ -1,0 +1,389 @@
+"""RecGRELA: Gated Rotary-Enhanced Linear Attention (with Rank Modulation) for long-term
+sequential recommendation (arXiv 2506.13315; reference code github.com/TBI805/RecGRELA,
+`model/RecGRELA.py`, RecBole 1.2).
+
+The encoder, in the paper's vocabulary (symbol -> variable name):
+
+    E = Emb(s)                  item embeddings, no positional embedding  -> item_embedding
+    X0 = LN(Dropout(E))         dropout *before* LayerNorm (reference order) -> emb_dropout, emb_norm
+    per GRELA block (L blocks, `num_layers`):
+      H = LN1(X)                                                           -> norm1, h
+      G = SiLU(W_g H)           Gated Rank Selector (the gate)             -> act_proj, gate
+      V = W_in H                values: no separate V projection           -> in_proj, v
+      Q, K = phi(W_qk V)        phi(x) = ELU(x) + 1, one Linear(D, 2D)     -> rela.qk, q, k
+      R_i                       RoPE over the full D (adjacent pairs,
+                                theta_m = base^(-2m/D), position i counted
+                                from the start of the right-padded window) -> rope_tables, apply_rope
+      RELA_i = sum_j (R_i Q_i)(R_j K_j)^T V_j / sum_j Q_i K_j^T            -> rela_attention
+                                (per head; the normaliser uses the *un-rotated* Q, K)
+      A = SiLU(CausalConv1d_k4(V))   rank augmentation branch (local
+                                shortcut, depthwise, causal)               -> rela.conv, local_shortcut
+      Y = W_o ((RELA + A) * G)  Adaptive Rank Modulator = A + G           -> out_proj
+      X = X + DropPath(Y);  X = X + MLP(LN2(X))   (MLP: 4D, GELU, dropout)
+    score(i) = X_last . e_i     tied item embedding (models/base.py)
+
+Default = the reference code, exactly (PAPER_FACTS section 8), including what the text does not say:
+  * Non-causal attention: the kv state and the key mean run over all L positions of the
+    right-padded window (padding rows included); scalings L^-1/2 * L^-1/2 on kv and a mean over
+    L in the normaliser, z = 1 / (Q_i . mean_j K_j + 1e-6). Prefix inputs never contain the
+    target item, but the read-out at `len-1` attends to the padded tail.
+  * The embedding's padding row 0 is initialised N(0, 0.02) like the others (non-zero, frozen).
+  * Drop path on the attention branch only; GRELA's own dropout is unused; no final LayerNorm.
+  * `num_layers == 1` has no residual connections at all: X = DropPath(Y); X = MLP(LN2(X)).
+  * The reference's CPU fallback for the local shortcut crashes (no transpose back) and forgets
+    the SiLU; ours computes on every device what its CUDA path (`causal_conv1d_fn`) computes.
+
+Named options (docs/fidelity.md lists text-vs-code for each):
+  causal          attention over j <= i only, normaliser over the same prefix:
+                  RELA_i = [sum_{j<=i} (R_i Q_i)(R_j K_j)^T V_j / (i+1)]
+                           / [Q_i . (sum_{j<=i} K_j) / (i+1) + 1e-6]
+                  i.e. the reference's formula with "all L positions" replaced by "the prefix
+                  0..i" (un-rotated normaliser, the mean over the prefix, same epsilon). The
+                  output at i then depends neither on later items nor on the window length,
+                  which makes streaming inference (`init_state` / `step`) exact. Computed
+                  chunk-wise: masked quadratic inside chunks of `chunk_size`, a carried kv state
+                  between them; O(L * d^2) memory, never an L x L matrix.
+  rope            False: no rotation (ablation "w/o RoPE").
+  local_shortcut  False: no rank augmentation branch (its conv parameters are not created).
+  gate            False: no Gated Rank Selector, Y = W_o(RELA + A) (act_proj not created).
+  recompute       True (default): the attention/shortcut/gate branch and the MLP are
+                  recomputed in backward (torch.utils.checkpoint) instead of storing their
+                  intermediates. Identical values and gradients (the RNG state is replayed
+                  for dropout), about 2.5x less activation memory. Not a behaviour change.
+Fast path: `causal_conv1d_fn` (package causal-conv1d) for the local shortcut on CUDA when
+installed, exactly as the reference; pure PyTorch everywhere else.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from models.base import SequentialRecommender
+
+try:  # optional CUDA kernel, the one the reference's logged run used
+    from causal_conv1d import causal_conv1d_fn
+except ImportError:
+    causal_conv1d_fn = None
+
+
+@dataclass
+class Config:
+    hidden_size: int = 64          # D
+    num_layers: int = 4            # GRELA blocks
+    num_heads: int = 4             # head_dim = D / num_heads = 16
+    dropout: float = 0.1           # embedding dropout and MLP dropout
+    drop_path: float = 0.1         # stochastic depth on the attention branch
+    mlp_ratio: int = 4             # MLP hidden = 4 D
+    conv_kernel: int = 4           # local shortcut kernel width (causal, depthwise)
+    rope_base: float = 10000.0
+    layer_norm_eps: float = 1e-12
+    attn_eps: float = 1e-6         # added to the linear-attention normaliser
+    initializer_range: float = 0.02
+    causal: bool = False           # False = reference (attends over the whole padded window)
+    rope: bool = True
+    local_shortcut: bool = True    # rank augmentation branch
+    gate: bool = True              # Gated Rank Selector
+    chunk_size: int = 64           # causal variant: positions per chunk
+    recompute: bool = True         # activation recomputation in backward (memory, not maths)
+    fast_kernels: bool = True      # use causal_conv1d_fn on CUDA when installed
+
+    def __post_init__(self):
+        checks = [
+            (self.hidden_size > 0 and self.num_heads > 0, "hidden_size and num_heads must be positive"),
+            (self.hidden_size % max(self.num_heads, 1) == 0,
+             f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"),
+            (not self.rope or self.hidden_size % 2 == 0,
+             f"hidden_size ({self.hidden_size}) must be even for RoPE's rotation pairs"),
+            (self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}"),
+            (self.conv_kernel >= 1, f"conv_kernel must be >= 1, got {self.conv_kernel}"),
+            (self.chunk_size >= 1, f"chunk_size must be >= 1, got {self.chunk_size}"),
+            (0 <= self.dropout < 1 and 0 <= self.drop_path < 1, "dropout and drop_path must be in [0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"recgrela Config: {message}")
+
+
+# --- RoPE (real-valued: no complex copies) ------------------------------------------------
+def rope_tables(positions: torch.Tensor, dim: int, base: float, dtype: torch.dtype):
+    """cos and signed sin for positions [...] -> two [..., dim] tables.
+
+    Pair m = (2m, 2m+1) of the full D-vector turns by angle pos * base^(-2m/D) (the reference's
+    theta = 1 / base^(m / (D/2))). Angles are computed in float64 and cast, so the tables are
+    the same whether built for a whole window or for one streaming position.
+    """
+    m = torch.arange(dim // 2, dtype=torch.float64, device=positions.device)
+    theta = base ** (-m / (dim // 2))                                  # (D/2,)
+    angles = positions.to(torch.float64).unsqueeze(-1) * theta          # (..., D/2)
+    cos = angles.cos().repeat_interleave(2, dim=-1)                     # (..., D)  c0 c0 c1 c1 ..
+    sin = angles.sin()
+    sin = torch.stack((-sin, sin), dim=-1).flatten(-2)                  # (..., D) -s0 s0 -s1 s1 ..
+    return cos.to(dtype), sin.to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent pairs: (x0, x1) -> (x0 c - x1 s, x1 c + x0 s).  x [..., D]."""
+    swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)            # (..., D)  x1 x0 x3 x2 ..
+    return x * cos + swapped * sin
+
+
+# --- RELA: rotary-enhanced linear attention -----------------------------------------------
+def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: int = 64,
+                   eps: float = 1e-6) -> torch.Tensor:
+    """Multi-head linear attention with RoPE on the numerator only.
+
+    q, k: phi-features (ELU+1), v: values, all [B, L, D]; cos/sin [L, D] or None (no RoPE).
+    Returns [B, L, D]. RoPE acts on the full D before the head split (as in the reference),
+    so head h sees the frequencies of dims h*hd .. (h+1)*hd.
+    """
+    B, L, D = q.shape
+    hd = D // num_heads
+    qr, kr = (apply_rope(q, cos, sin), apply_rope(k, cos, sin)) if cos is not None else (q, k)
+    qr, kr, vh = (t.view(B, L, num_heads, hd) for t in (qr, kr, v))    # (B, L, H, hd)
+    if not causal:
+        # reference: kv = (K_rot^T L^-1/2)(V L^-1/2); scaling the small hd x hd sum once by 1/L
+        # is the same number up to rounding and never materialises scaled copies of K and V.
+        kv = torch.einsum("blhd,blhe->bhde", kr, vh) * (1.0 / L)       # (B, H, hd, hd)
+        num = torch.einsum("blhd,bhde->blhe", qr, kv)                   # (B, L, H, hd)
+        k_mean = k.mean(dim=1).view(B, 1, num_heads, hd)                # (B, 1, H, hd)
+        den = (q.view(B, L, num_heads, hd) * k_mean).sum(-1, keepdim=True) + eps  # (B, L, H, 1)
+        return (num / den).reshape(B, L, D)
+
+    # causal: sums over the prefix j <= i, both divided by the prefix length i + 1
+    num = _causal_kv_sum(qr, kr, vh, chunk_size)                       # (B, L, H, hd)
+    inv_count = 1.0 / torch.arange(1, L + 1, device=q.device, dtype=q.dtype).view(1, L, 1, 1)
+    k_cum = k.cumsum(dim=1).view(B, L, num_heads, hd)                   # (B, L, H, hd)
+    den = (q.view(B, L, num_heads, hd) * k_cum).sum(-1, keepdim=True) * inv_count + eps
+    return (num * inv_count / den).reshape(B, L, D)
+
+
+def _causal_kv_sum(q, k, v, chunk: int) -> torch.Tensor:
+    """sum_{j<=i} (q_i . k_j) v_j for [B, L, H, hd] inputs, chunk-wise in O(L d^2) memory."""
+    B, L, H, hd = q.shape
+    n = -(-L // chunk)
+    pad = n * chunk - L
+    if pad:  # zero keys/values add nothing to any sum; padded queries are dropped at the end
+        q, k, v = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (q, k, v))
+    q, k, v = (t.view(B, n, chunk, H, hd).permute(0, 3, 1, 2, 4) for t in (q, k, v))  # (B, H, n, C, hd)
+    # inside a chunk: masked quadratic form (C x C per chunk, not L x L)
+    mask = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
+    scores = (q @ k.transpose(-1, -2)).masked_fill_(~mask, 0.0)       # (B, H, n, C, C)
+    out = scores @ v                                                    # (B, H, n, C, hd)
+    # across chunks: state of all earlier chunks, S_c = sum_{c' < c} K_c'^T V_c'
+    states = k.transpose(-1, -2) @ v                                    # (B, H, n, hd, hd)
+    earlier = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1].cumsum(dim=2)], dim=2)
+    out = out + q @ earlier                                             # (B, H, n, C, hd)
+    return out.permute(0, 2, 3, 1, 4).reshape(B, n * chunk, H, hd)[:, :L]  # (B, L, H, hd)
+
+
+# --- layers ----------------------------------------------------------------------------
+class DropPath(nn.Module):
+    """Stochastic depth per sample (timm's DropPath with scale_by_keep, as the reference)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
+        return x * mask
+
+
+class Mlp(nn.Module):
+    def __init__(self, d: int, hidden: int, dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(d, hidden)
+        self.fc2 = nn.Linear(hidden, d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+
+
+class RELA(nn.Module):
+    """phi(W_qk V) -> rotary linear attention, plus the rank augmentation branch on V."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        D = cfg.hidden_size
+        self.cfg = cfg
+        self.qk = nn.Linear(D, 2 * D)
+        if cfg.local_shortcut:  # depthwise, PyTorch default init (the reference's _init_weights skips Conv1d);
+            # padding k-1 as the reference declares it: conv(v^T)[..., :L] is the causal conv
+            self.conv = nn.Conv1d(D, D, cfg.conv_kernel, padding=cfg.conv_kernel - 1, groups=D)
+
+    def forward(self, v, cos, sin):
+        q, k = self.qk(v).chunk(2, dim=-1)                              # (B, L, D) each
+        q, k = F.elu(q).add_(1.0), F.elu(k).add_(1.0)                   # phi; elu saves its input
+        y = rela_attention(q, k, v, cos, sin, self.cfg.num_heads, self.cfg.causal,
+                           self.cfg.chunk_size, self.cfg.attn_eps)
+        if self.cfg.local_shortcut:
+            y = y + self.local_shortcut(v)
+        return y
+
+    def local_shortcut(self, v):
+        """SiLU(causal depthwise conv(V)), [B, L, D] -> [B, L, D]."""
+        w, b = self.conv.weight.squeeze(1), self.conv.bias              # (D, k), (D,)
+        if causal_conv1d_fn is not None and v.is_cuda and self.cfg.fast_kernels:
+            return causal_conv1d_fn(v.transpose(1, 2), w, b, activation="silu").transpose(1, 2)
+        # Pure path in the [B, L, D] layout: sum of k shifted copies. PyTorch's CPU depthwise
+        # Conv1d backward is ~100x slower than this; the left padding of k-1 zeros makes output
+        # t see inputs t-k+1 .. t, which is what the CUDA kernel computes.
+        k = w.shape[1]
+        L = v.shape[1]
+        vp = F.pad(v, (0, 0, k - 1, 0))                                # (B, L + k - 1, D)
+        out = vp[:, k - 1:] * w[:, k - 1] + b                           # newest tap: input t
+        for i in range(k - 1):
+            out = out + vp[:, i:i + L] * w[:, i]                        # input t - (k - 1) + i
+        return F.silu(out)                                              # (B, L, D)
+
+
+class GRELABlock(nn.Module):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        D = cfg.hidden_size
+        self.cfg = cfg
+        self.norm1 = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
+        self.in_proj = nn.Linear(D, D)
+        self.rela = RELA(cfg)
+        if cfg.gate:
+            self.act_proj = nn.Linear(D, D)
+        self.out_proj = nn.Linear(D, D)
+        self.drop_path = DropPath(cfg.drop_path)
+        self.norm2 = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
+        self.mlp = Mlp(D, D * cfg.mlp_ratio, cfg.dropout)
+
+    def mixer(self, x, cos, sin):
+        """Y = W_o((RELA(V) + A(V)) * SiLU(W_g H)), H = LN1(x): the branch before DropPath."""
+        h = self.norm1(x)
+        y = self.rela(self.in_proj(h), cos, sin)
+        if self.cfg.gate:
+            y = y * F.silu(self.act_proj(h))
+        return self.out_proj(y)
+
+    def ffn(self, x):
+        return self.mlp(self.norm2(x))
+
+    def _run(self, fn, *args):
+        # recompute in backward instead of storing: same values, RNG replayed for dropout
+        if self.cfg.recompute and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
+
+    def forward(self, x, cos, sin):
+        if self.cfg.num_layers == 1:  # the reference's 1-layer branch: no residuals at all
+            x = self.drop_path(self._run(self.mixer, x, cos, sin))
+            return self._run(self.ffn, x)
+        x = x + self.drop_path(self._run(self.mixer, x, cos, sin))
+        return x + self._run(self.ffn, x)
+
+    # --- streaming (causal variant only) ---
+    def step(self, x, st: dict, cos, sin):
+        """One new position per user. x [B, D]; st holds kv [B,H,hd,hd], k_sum [B,D],
+        conv [B,k-1,D] (last k-1 values), count [B,1] (positions seen including this one)."""
+        cfg = self.cfg
+        B, D = x.shape
+        H = cfg.num_heads
+        hd = D // H
+        h = self.norm1(x)
+        v = self.in_proj(h)                                             # (B, D)
+        q, k = self.rela.qk(v).chunk(2, dim=-1)
+        q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
+        qr, kr = (apply_rope(q, cos, sin), apply_rope(k, cos, sin)) if cfg.rope else (q, k)
+        st["kv"] = st["kv"] + kr.view(B, H, hd, 1) * v.view(B, H, 1, hd)  # += K_rot^T V  (B, H, hd, hd)
+        st["k_sum"] = st["k_sum"] + k
+        inv = 1.0 / st["count"]                                         # (B, 1)
+        num = torch.einsum("bhd,bhde->bhe", qr.view(B, H, hd), st["kv"]).reshape(B, D) * inv
+        den = ((q * st["k_sum"]).view(B, H, hd).sum(-1) * inv + cfg.attn_eps).repeat_interleave(hd, dim=1)
+        y = num / den                                                   # (B, D)
+        if cfg.local_shortcut:
+            window = torch.cat([st["conv"], v.unsqueeze(1)], dim=1)     # (B, k, D) oldest first
+            w = self.rela.conv.weight.squeeze(1)                        # (D, k)
+            y = y + F.silu((window * w.T).sum(1) + self.rela.conv.bias)
+            st["conv"] = window[:, 1:]
+        if cfg.gate:
+            y = y * F.silu(self.act_proj(h))
+        y = self.out_proj(y)
+        if cfg.num_layers == 1:
+            return self.ffn(y)
+        x = x + y
+        return x + self.ffn(x)
+
+
+class RecGRELA(SequentialRecommender):
+    Config = Config
+    causal = False  # the reference default; instances set it from config.causal
+
+    def __init__(self, n_items: int, config: Config):
+        super().__init__(n_items, config)
+        self.causal = bool(config.causal)   # what the engine reads: True only for the causal variant
+        D = config.hidden_size
+        self.item_embedding = nn.Embedding(n_items, D, padding_idx=0)
+        self.emb_dropout = nn.Dropout(config.dropout)
+        self.emb_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
+        self.blocks = nn.ModuleList(GRELABlock(config) for _ in range(config.num_layers))
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        # the reference: N(0, 0.02) for Linear and *all* Embedding rows (padding row included,
+        # which then stays frozen by padding_idx); zero biases; LN 1/0; Conv1d keeps its default
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, 0.0, self.config.initializer_range)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def _rope(self, positions, dtype):
+        if not self.config.rope:
+            return None, None
+        return rope_tables(positions, self.config.hidden_size, self.config.rope_base, dtype)
+
+    def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (B, L, D)
+        cos, sin = self._rope(torch.arange(item_seq.size(1), device=item_seq.device), x.dtype)  # (L, D)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        return x
+
+    # --- streaming inference (causal variant) ---------------------------------------------
+    def init_state(self, batch_size: int) -> list[dict]:
+        """Empty per-user state for `step`: one dict per layer, O(D^2 / H) numbers per user."""
+        if not self.causal:
+            raise ValueError("recgrela: streaming `step` needs the causal variant (Config.causal=True); "
+                             "the reference variant attends over the whole padded window")
+        cfg = self.config
+        D, H = cfg.hidden_size, cfg.num_heads
+        p = self.item_embedding.weight
+        return [{"kv": p.new_zeros(batch_size, H, D // H, D // H),
+                 "k_sum": p.new_zeros(batch_size, D),
+                 "conv": p.new_zeros(batch_size, max(cfg.conv_kernel - 1, 0), D),
+                 "count": p.new_zeros(batch_size, 1),
+                 "pos": torch.zeros(batch_size, dtype=torch.long, device=p.device)}
+                for _ in range(cfg.num_layers)]
+
+    @torch.no_grad()
+    def step(self, state: list[dict], item_ids: torch.Tensor):
+        """Append one item per user: O(D^2) work. Returns (state, hidden [B, D]), the hidden
+        state a full causal forward would give at that position (score it with `score`)."""
+        if self.training:
+            raise RuntimeError("recgrela: `step` is for inference; call model.eval() first")
+        if not self.causal:
+            raise ValueError("recgrela: streaming `step` needs Config.causal=True")
+        x = self.emb_norm(self.item_embedding(item_ids))                # (B, D)
+        cos, sin = self._rope(state[0]["pos"], x.dtype)                 # (B, D)
+        new_state = []
+        for block, st in zip(self.blocks, state):
+            st = dict(st, count=st["count"] + 1, pos=st["pos"] + 1)
+            x = block.step(x, st, cos, sin)
+            new_state.append(st)
+        return new_state, x

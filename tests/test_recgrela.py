@@ -1,0 +1,373 @@
+"""RecGRELA (models/recgrela.py) against explicit slow references, plus its properties.
+
+The slow reference below is written from PAPER_FACTS section 8 (the reference code's equations),
+with Python loops over positions, heads and rotation pairs, in float64; it reads the model's
+parameters but none of its functions.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import build_model
+from models.recgrela import Config, RecGRELA, apply_rope, causal_conv1d_fn, rope_tables
+
+torch.set_num_threads(1)
+
+TINY = dict(hidden_size=8, num_heads=2, num_layers=2, chunk_size=3)
+
+
+def tiny(n_items=13, seed=0, dtype=torch.float64, **overrides):
+    torch.manual_seed(seed)
+    model = build_model("recgrela", n_items, **{**TINY, **overrides}).to(dtype).eval()
+    with torch.no_grad():  # non-trivial biases and LN affine, so that every term is exercised
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def batch(n_items=13, B=2, L=7, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    seq = torch.randint(1, n_items, (B, L), generator=g)
+    seq_len = torch.tensor([L, 4])[:B]
+    seq[1, 4:] = 0  # right padding, as the reference's RecBole batches
+    return seq, seq_len
+
+
+# --- the slow reference ----------------------------------------------------------------
+@torch.no_grad()
+def slow_forward(model: RecGRELA, item_seq: torch.Tensor) -> torch.Tensor:
+    cfg = model.config
+    D, H = cfg.hidden_size, cfg.num_heads
+    hd = D // H
+    B, L = item_seq.shape
+
+    def lin(m, x):
+        return m.weight @ x + m.bias
+
+    def ln(m, x):
+        mu = x.mean()
+        var = ((x - mu) ** 2).mean()
+        return (x - mu) / math.sqrt(var + cfg.layer_norm_eps) * m.weight + m.bias
+
+    def phi(x):  # ELU(x) + 1
+        return torch.where(x > 0, x + 1, torch.exp(x))
+
+    def silu(x):
+        return x / (1 + torch.exp(-x))
+
+    def gelu(x):
+        return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+
+    def rotate(x, pos):
+        if not cfg.rope:
+            return x
+        out = x.clone()
+        for m in range(D // 2):
+            angle = pos * cfg.rope_base ** (-m / (D // 2))
+            c, s = math.cos(angle), math.sin(angle)
+            out[2 * m] = x[2 * m] * c - x[2 * m + 1] * s
+            out[2 * m + 1] = x[2 * m] * s + x[2 * m + 1] * c
+        return out
+
+    def mlp(blk, x):
+        return lin(blk.mlp.fc2, gelu(lin(blk.mlp.fc1, x)))
+
+    hidden = torch.zeros(B, L, D, dtype=torch.float64)
+    for b in range(B):
+        X = [ln(model.emb_norm, model.item_embedding.weight[item_seq[b, i]]) for i in range(L)]
+        for blk in model.blocks:
+            Hn = [ln(blk.norm1, X[i]) for i in range(L)]
+            V = [lin(blk.in_proj, Hn[i]) for i in range(L)]
+            QK = [lin(blk.rela.qk, V[i]) for i in range(L)]
+            Q = [phi(qk[:D]) for qk in QK]
+            K = [phi(qk[D:]) for qk in QK]
+            Qr = [rotate(Q[i], i) for i in range(L)]
+            Kr = [rotate(K[i], i) for i in range(L)]
+            new_X = []
+            for i in range(L):
+                js = range(i + 1) if cfg.causal else range(L)
+                y = torch.zeros(D, dtype=torch.float64)
+                for h in range(H):
+                    sl = slice(h * hd, (h + 1) * hd)
+                    num = sum(torch.dot(Qr[i][sl], Kr[j][sl]) * V[j][sl] for j in js)
+                    den = sum(torch.dot(Q[i][sl], K[j][sl]) for j in js)
+                    n = len(js)
+                    y[sl] = (num / n) / (den / n + cfg.attn_eps)
+                if cfg.local_shortcut:
+                    w = blk.rela.conv.weight[:, 0, :]           # (D, k); tap k-1 = current item
+                    k = w.shape[1]
+                    conv = blk.rela.conv.bias.clone()
+                    for lag in range(k):
+                        if i - lag >= 0:
+                            conv = conv + w[:, k - 1 - lag] * V[i - lag]
+                    y = y + silu(conv)
+                if cfg.gate:
+                    y = y * silu(lin(blk.act_proj, Hn[i]))
+                Y = lin(blk.out_proj, y)
+                if cfg.num_layers == 1:
+                    new_X.append(mlp(blk, ln(blk.norm2, Y)))     # no residuals at all
+                else:
+                    mid = X[i] + Y
+                    new_X.append(mid + mlp(blk, ln(blk.norm2, mid)))
+            X = new_X
+        hidden[b] = torch.stack(X)
+    return hidden
+
+
+VARIANTS = [
+    {},
+    {"rope": False},
+    {"local_shortcut": False},
+    {"gate": False},
+    {"num_layers": 1},
+    {"rope": False, "local_shortcut": False, "gate": False},
+]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+def test_forward_matches_slow_reference(causal, variant):
+    model = tiny(causal=causal, **variant)
+    seq, seq_len = batch()
+    with torch.no_grad():
+        got = model(seq, seq_len)
+    assert (got - slow_forward(model, seq)).abs().max().item() < 1e-9
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 4, 64])
+def test_causal_chunking_does_not_change_the_result(chunk_size):
+    model = tiny(causal=True, chunk_size=chunk_size)
+    seq, seq_len = batch(L=9)
+    with torch.no_grad():
+        assert (model(seq, seq_len) - slow_forward(model, seq)).abs().max().item() < 1e-9
+
+
+def test_one_layer_branch_has_no_residual_by_hand():
+    """num_layers=1: hidden = MLP(LN2(DropPath(Y))) with no skip connection, as the reference."""
+    model = tiny(num_layers=1)
+    seq, seq_len = batch()
+    blk = model.blocks[0]
+    with torch.no_grad():
+        x0 = model.emb_norm(model.item_embedding(seq))
+        cos, sin = rope_tables(torch.arange(seq.shape[1]), 8, 10000.0, torch.float64)
+        y = blk.mixer(x0, cos, sin)
+        by_hand = blk.mlp.fc2(F.gelu(blk.mlp.fc1(blk.norm2(y))))
+        with_residual = (x0 + y) + blk.mlp.fc2(F.gelu(blk.mlp.fc1(blk.norm2(x0 + y))))
+        got = model(seq, seq_len)
+    assert torch.allclose(got, by_hand, atol=1e-12)
+    assert not torch.allclose(got, with_residual, atol=1e-3)
+
+
+def test_local_shortcut_equals_reference_conv_with_its_cpu_bugs_fixed():
+    """SiLU(Conv1d(padding=k-1)[..., :L]) transposed back: the reference's CUDA-path result."""
+    model = tiny()
+    rela = model.blocks[0].rela
+    v = torch.randn(3, 11, 8, dtype=torch.float64)
+    with torch.no_grad():
+        want = F.silu(rela.conv(v.transpose(1, 2))[..., :11]).transpose(1, 2)
+        assert (rela.local_shortcut(v) - want).abs().max().item() < 1e-12
+
+
+# --- RoPE ------------------------------------------------------------------------------
+def test_rope_dot_product_depends_only_on_offset():
+    torch.manual_seed(0)
+    D = 16
+    q, k = torch.randn(D, dtype=torch.float64), torch.randn(D, dtype=torch.float64)
+    cos, sin = rope_tables(torch.arange(300), D, 10000.0, torch.float64)
+
+    def dot(i, j):
+        return torch.dot(apply_rope(q, cos[i], sin[i]), apply_rope(k, cos[j], sin[j])).item()
+
+    for i, j in [(5, 2), (40, 0), (7, 7), (3, 9)]:
+        for shift in (1, 13, 250):
+            assert dot(i + shift, j + shift) == pytest.approx(dot(i, j), abs=1e-10)
+    assert dot(5, 2) != pytest.approx(dot(6, 2), abs=1e-6)   # ...and it does depend on the offset
+    # a rotation: norms are kept
+    assert apply_rope(q, cos[123], sin[123]).norm().item() == pytest.approx(q.norm().item(), abs=1e-12)
+
+
+def test_rope_pairs_and_frequencies_match_the_reference_formula():
+    """Pair m = (2m, 2m+1) turns by pos * 10000^(-m / (D/2)), over the full D."""
+    D, pos = 8, 3
+    x = torch.zeros(D, dtype=torch.float64)
+    x[2] = 1.0   # first coordinate of pair m = 1
+    cos, sin = rope_tables(torch.tensor(pos), D, 10000.0, torch.float64)
+    out = apply_rope(x, cos, sin)
+    angle = pos * 10000 ** (-1 / 4)
+    assert out[2].item() == pytest.approx(math.cos(angle), abs=1e-14)
+    assert out[3].item() == pytest.approx(math.sin(angle), abs=1e-14)
+    assert out[[0, 1, 4, 5, 6, 7]].abs().max().item() == 0.0
+
+
+# --- causality -------------------------------------------------------------------------
+def test_causal_variant_outputs_do_not_see_later_items_or_window_length():
+    model = tiny(causal=True)
+    assert model.causal is True
+    seq, seq_len = batch(L=9)
+    changed = seq.clone()
+    changed[:, 5:] = torch.randint(1, 13, (2, 4))
+    longer = torch.cat([seq, torch.zeros(2, 6, dtype=torch.long)], dim=1)   # more padding
+    with torch.no_grad():
+        a, b = model(seq, seq_len), model(changed, seq_len)
+        c = model(longer, seq_len)
+    assert (a[:, :5] - b[:, :5]).abs().max().item() < 1e-12
+    assert (a[:, 5:] - b[:, 5:]).abs().max().item() > 1e-6
+    assert (a - c[:, :9]).abs().max().item() < 1e-12
+
+
+def test_reference_variant_is_non_causal_within_the_window_but_never_sees_the_target():
+    model = tiny()
+    assert model.causal is False and RecGRELA.causal is False
+    seq, seq_len = batch(L=9)
+    changed = seq.clone()
+    changed[0, 7] = 1 + (seq[0, 7] % 12)
+    with torch.no_grad():
+        a, b = model(seq, seq_len), model(changed, seq_len)
+    # documented reference behaviour: a later item changes the output at position 2
+    assert (a[0, 2] - b[0, 2]).abs().max().item() > 1e-6
+    # but a prefix example (first t items, right-padded) holds no later item, so the
+    # prediction for item t+1 is the same whatever the rest of the sequence is
+    t = 4
+    prefix_a = torch.where(torch.arange(9) < t, seq, 0)
+    prefix_b = torch.where(torch.arange(9) < t, changed, 0)
+    with torch.no_grad():
+        pa = model.full_sort_predict(prefix_a, torch.tensor([t, t]))
+        pb = model.full_sort_predict(prefix_b, torch.tensor([t, t]))
+    assert torch.equal(pa, pb)
+    assert pa.shape == (2, 13)
+
+
+def test_causal_sequence_loss_equals_mean_of_prefix_losses():
+    """What lets the engine use its fast `sequence` mode for the causal variant."""
+    model = tiny(causal=True)
+    seq = torch.tensor([[3, 5, 7, 2, 9, 4]])
+    inputs, targets = seq[:, :-1], seq[:, 1:]
+    with torch.no_grad():
+        fast = model.sequence_loss(inputs, torch.tensor([5]), targets)
+        slow = torch.stack([
+            model.calculate_loss(torch.where(torch.arange(5) < t, inputs, 0), torch.tensor([t]), targets[:, t - 1])
+            for t in range(1, 6)]).mean()
+    assert fast.item() == pytest.approx(slow.item(), abs=1e-12)
+
+
+# --- streaming inference ---------------------------------------------------------------
+def test_streaming_step_equals_full_forward_over_500_steps():
+    torch.manual_seed(0)
+    model = build_model("recgrela", 50, causal=True).eval()     # reference dims, float32
+    B, L = 2, 500
+    seq = torch.randint(1, 50, (B, L))
+    with torch.no_grad():
+        hidden = model(seq, torch.full((B,), L))                 # (B, L, D)
+        scores = model.score(hidden)                             # (B, L, n_items)
+        state = model.init_state(B)
+        worst_h = worst_s = 0.0
+        for t in range(L):
+            state, h = model.step(state, seq[:, t])
+            worst_h = max(worst_h, (h - hidden[:, t]).abs().max().item())
+            worst_s = max(worst_s, (model.score(h) - scores[:, t]).abs().max().item())
+    assert worst_h < 1e-5 and worst_s < 1e-5
+
+
+def test_streaming_state_is_constant_size_and_reference_variant_refuses_it():
+    model = tiny(causal=True)
+    state = model.init_state(3)
+    before = [{k: v.shape for k, v in st.items()} for st in state]
+    for item in (1, 2, 3, 4, 5):
+        state, _ = model.step(state, torch.full((3,), item))
+    assert [{k: v.shape for k, v in st.items()} for st in state] == before
+    with pytest.raises(ValueError, match="causal"):
+        tiny().init_state(1)
+    with pytest.raises(RuntimeError, match="eval"):
+        model.train().step(state, torch.ones(3, dtype=torch.long))
+
+
+# --- parameters, initialisation, switches ------------------------------------------------
+def test_trainable_parameters_ml1m_reference_configuration():
+    model = build_model("recgrela", 3417)     # 3,416 items + padding, as in the reference log
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == 436_672
+
+
+def test_ablation_switches_remove_their_parameters_and_change_the_function():
+    D, layers = 64, 4
+    full = sum(p.numel() for p in build_model("recgrela", 3417).parameters())
+    no_gate = sum(p.numel() for p in build_model("recgrela", 3417, gate=False).parameters())
+    no_local = sum(p.numel() for p in build_model("recgrela", 3417, local_shortcut=False).parameters())
+    no_rope = sum(p.numel() for p in build_model("recgrela", 3417, rope=False).parameters())
+    assert full - no_gate == layers * (D * D + D)          # act_proj
+    assert full - no_local == layers * (D * 4 + D)         # depthwise conv weight + bias
+    assert no_rope == full
+    seq, seq_len = batch()
+    with torch.no_grad():
+        base = tiny()(seq, seq_len)
+        for switch in ({"rope": False}, {"local_shortcut": False}, {"gate": False}):
+            assert (tiny(**switch)(seq, seq_len) - base).abs().max().item() > 1e-6
+
+
+def test_initialisation_as_reference():
+    torch.manual_seed(0)
+    model = build_model("recgrela", 3417)
+    emb = model.item_embedding.weight
+    assert emb[0].abs().sum().item() > 0                    # padding row drawn N(0, 0.02) too
+    assert abs(emb.std().item() - 0.02) < 1e-3
+    blk = model.blocks[0]
+    assert abs(blk.mlp.fc1.weight.std().item() - 0.02) < 2e-3
+    assert blk.in_proj.bias.abs().sum().item() == 0
+    assert torch.equal(blk.norm1.weight, torch.ones(64)) and blk.norm1.bias.abs().sum().item() == 0
+    # Conv1d keeps PyTorch's default kaiming-uniform: bound 1/sqrt(fan_in = kernel 4) = 0.5
+    assert blk.rela.conv.weight.abs().max().item() <= 0.5 and blk.rela.conv.weight.std().item() > 0.1
+
+
+def test_padding_row_is_trained_only_through_the_output_logits():
+    """padding_idx freezes row 0 as an *input*; as in RecBole, column 0 is still a CE logit, so
+    row 0's gradient is exactly sum_b dLoss/dlogit[b, 0] * hidden[b] (the scoring path alone)."""
+    model = tiny()
+    seq, seq_len = batch()
+    target = torch.tensor([1, 2])
+    model.calculate_loss(seq, seq_len, target).backward()
+    with torch.no_grad():
+        h = model.gather_last(model(seq, seq_len), seq_len)               # (B, D)
+        probs = torch.softmax(h @ model.item_embedding.weight.T, dim=-1)  # (B, n_items)
+        dlogit0 = (probs[:, 0] - (target == 0).double()) / len(target)
+    assert (model.item_embedding.weight.grad[0] - dlogit0 @ h).abs().max().item() < 1e-12
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_recompute_gives_identical_gradients(causal):
+    """Activation recomputation is a memory option only: same loss and gradients, dropout on."""
+    grads = []
+    for recompute in (True, False):
+        model = tiny(causal=causal, recompute=recompute, dropout=0.3, drop_path=0.3).train()
+        seq, seq_len = batch()
+        torch.manual_seed(7)
+        loss = model.calculate_loss(seq, seq_len, torch.tensor([3, 4]))
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-13) for a, b in zip(*grads))
+
+
+def test_bad_config_names_the_problem():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        Config(hidden_size=10, num_heads=4)
+    with pytest.raises(ValueError, match="no option"):
+        build_model("recgrela", 10, hidden=64)
+
+
+# --- fast path -----------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or causal_conv1d_fn is None,
+                    reason="needs CUDA and the causal-conv1d package")
+def test_causal_conv1d_fast_path_matches_pure_path():
+    torch.manual_seed(0)
+    model = build_model("recgrela", 100).cuda()
+    rela = model.blocks[0].rela
+    v = torch.randn(4, 200, 64, device="cuda")
+    fast = rela.local_shortcut(v)
+    rela.cfg.fast_kernels = False
+    try:
+        pure = rela.local_shortcut(v)
+    finally:
+        rela.cfg.fast_kernels = True
+    assert (fast - pure).abs().max().item() < 1e-5
