@@ -14,7 +14,10 @@ once, so models differ only in their encoders. A model overrides a helper only w
 paper says so (BERT4Rec's cloze loss, LRURec's output bias, Popularity's counts).
 
 `causal = True` promises that hidden[:, t] depends on item_seq[:, :t+1] only; the engine's
-fast `sequence` training mode is allowed for causal models alone.
+fast `sequence` training mode is allowed for causal models alone. `padding_invariant = True`
+promises that more right padding (a longer window) leaves the prediction unchanged; causal
+models keep that promise by construction, non-causal ones declare it (BERT4Rec masks padding
+keys; the RecGRELA and LinRec references attend over the whole padded window and do not).
 """
 from __future__ import annotations
 
@@ -26,6 +29,10 @@ from torch import nn
 class SequentialRecommender(nn.Module):
     causal: bool = False       # hidden[:, t] sees items <= t only
     learned: bool = True       # False: fitted from counts (Popularity), no optimiser
+
+    @property
+    def padding_invariant(self) -> bool:
+        return self.causal
 
     def __init__(self, n_items: int, config):
         super().__init__()
