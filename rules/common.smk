@@ -36,5 +36,6 @@ def run_dirs():
 
 def all_outputs():
     outputs = ["reports/dataset_stats.md"]
-    outputs += [f"{run}/metrics.json" for run in run_dirs()]
+    if config["models"]:
+        outputs.append("reports/results.md")
     return outputs

@@ -5,26 +5,19 @@ unknown paper values read "n/a (not available)".
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from recbench.data import dataset_stats_table, render_stats_markdown
+from recbench.report import dataset_stats_table, stats_formats, write_table
 
 
 def main(stats_files: list[str], paper_yaml: str, out_md: str, out_csv: str) -> None:
     stats = {Path(f).parent.name: json.loads(Path(f).read_text()) for f in stats_files}
     paper = (yaml.safe_load(Path(paper_yaml).read_text()) or {}).get("datasets") or {}
-    table = dataset_stats_table(stats, paper)
-    for path, text in ((out_md, "# Dataset statistics (after filtering; padding not counted)"
-                        "\n\n" + render_stats_markdown(table)),
-                       (out_csv, table.to_csv(index=False))):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        Path(tmp).write_text(text)
-        os.replace(tmp, path)
+    write_table(dataset_stats_table(stats, paper), out_md, out_csv,
+                "Dataset statistics (after filtering; padding not counted)", formats=stats_formats())
 
 
 if __name__ == "__main__" and "snakemake" not in globals():

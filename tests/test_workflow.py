@@ -40,6 +40,8 @@ def test_whole_dag_runs_and_writes_the_contract_files(finished: Path):
     stats = json.loads((finished / "data/processed/tiny/stats.json").read_text())
     assert {"n_users", "n_items", "n_interactions", "avg_seq_len", "sparsity"} <= set(stats)
     assert (finished / "reports/dataset_stats.md").exists()
+    results = (finished / "reports/results.md").read_text()
+    assert "| tiny | gru4rec | 20 | 1 |" in results and "| tiny | popularity | 20 | 1 |" in results
     for model in ["popularity", "gru4rec"]:
         run = finished / f"results/tiny/{model}/L20/seed1"
         metrics = json.loads((run / "metrics.json").read_text())
