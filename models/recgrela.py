@@ -61,7 +61,6 @@ installed, exactly as the reference; pure PyTorch everywhere else.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
