@@ -26,7 +26,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import platform
 import random
 import resource
@@ -40,6 +39,7 @@ import torch
 
 from models import build_model, model_class
 from recbench.batching import Batches, SequenceData, load_sequence_data, make_split
+from recbench.io import atomic_path
 from recbench.metrics import metrics_from_ranks, target_ranks
 
 log = logging.getLogger("recbench.engine")
@@ -193,13 +193,8 @@ def evaluate(model, batches: Batches, which: str, batch_size: int) -> torch.Tens
 
 def _atomic(path: Path, write) -> None:
     """Call write(tmp_path) and rename the finished file to `path`."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _rng_state(device: torch.device) -> dict:

@@ -23,8 +23,8 @@ as every real dataset.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
+
+from recbench.io import atomic_path
 
 import numpy as np
 import pandas as pd
@@ -103,15 +103,8 @@ def write_synthetic(path, **params) -> dict:
         raise ValueError(f"synthetic: unknown parameter(s) {unknown}; known: {sorted(DEFAULTS)}")
     params = {**DEFAULTS, **params}
     df = generate(**params)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
-            out = df.assign(rating=1)[["user", "item", "rating", "timestamp"]]
-            out.to_csv(f, sep="\t", header=False, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
+        out = df.assign(rating=1)[["user", "item", "rating", "timestamp"]]
+        out.to_csv(f, sep="\t", header=False, index=False)
     return params
