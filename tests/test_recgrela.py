@@ -6,6 +6,7 @@ parameters but none of its functions.
 """
 import importlib.util
 import math
+import os
 import sys
 import types
 from pathlib import Path
@@ -377,8 +378,9 @@ def test_causal_conv1d_fast_path_matches_pure_path():
     assert (fast - pure).abs().max().item() < 1e-5
 
 
-# --- the reference code itself (when its checkout is beside this repo) ----------------------
-REF_FILE = Path(__file__).resolve().parents[2] / "ref" / "RecGRELA" / "model" / "RecGRELA.py"
+# --- the reference code itself (a checkout of TBI805/RecGRELA: $RECGRELA_REFERENCE, else ../ref/RecGRELA)
+REF_FILE = Path(os.environ.get("RECGRELA_REFERENCE",
+                               Path(__file__).resolve().parents[2] / "ref" / "RecGRELA")) / "model" / "RecGRELA.py"
 
 
 @pytest.mark.skipif(not REF_FILE.exists(), reason=f"reference checkout not found at {REF_FILE}")
