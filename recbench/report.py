@@ -58,16 +58,18 @@ def results_table(metrics_files: list[str | Path], paper: dict) -> pd.DataFrame:
         for m in ("ndcg@10", "hit@10"):
             row[f"paper {m}"] = theirs.get(m)
             row[f"reference log {m}"] = (logged.get("test") or {}).get(m) if same_setting else None
-        row |= {"best epoch": run["best_epoch"], "epochs": run["epochs_run"],
+        row |= {"mode": run["config"]["train"]["mode"], "best epoch": run["best_epoch"],
+                "epochs": run["epochs_run"],
                 "s/epoch": run["seconds_per_epoch"], "peak MB": run["peak_memory_mb"],
                 "device": run["device"]}
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["dataset", "max_len", "model", "seed"])
+    table = pd.DataFrame(rows).sort_values(["dataset", "max_len", "model", "seed"])
+    return table.astype({"best epoch": "Int64"})   # None (Popularity: no epochs) stays missing
 
 
 def render_markdown(table: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
-    """The table as Markdown; missing values read 'n/a (not available)'; floats 4 decimals
-    unless `formats` gives a column its own format."""
+    """The table as Markdown; a missing paper or reference-log value reads 'n/a (not
+    available)', any other missing value '-'; floats 4 decimals unless `formats` says."""
     formats = formats or {}
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -75,8 +77,8 @@ def render_markdown(table: pd.DataFrame, formats: dict[str, str] | None = None) 
         cells = []
         for col in cols:
             v = row[col]
-            if v is None or (isinstance(v, float) and math.isnan(v)):
-                cells.append(NOT_AVAILABLE)
+            if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+                cells.append(NOT_AVAILABLE if col.startswith(("paper", "reference log")) else "-")
             elif col in formats:
                 cells.append(formats[col].format(v))
             elif isinstance(v, float):
