@@ -20,10 +20,16 @@ if _unknown:
 wildcard_constraints:
     dataset=r"[^/]+",
     model=r"[^/]+",
+    max_len=r"\d+",
+    seed=r"\d+",
 
 
 def dataset_entry(wildcards):
     return DATASETS[wildcards.dataset]
+
+
+def model_overrides(wildcards):
+    return config["model_overrides"].get(wildcards.model, {})
 
 
 def run_dirs():

@@ -3,15 +3,6 @@
 # never deletes it, so a killed or failed job resumes from its last finished epoch when rerun.
 
 
-wildcard_constraints:
-    max_len=r"\d+",
-    seed=r"\d+",
-
-
-def model_overrides(wildcards):
-    return config["model_overrides"].get(wildcards.model, {})
-
-
 rule train:
     input:
         sequences="data/processed/{dataset}/sequences.parquet",
