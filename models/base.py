@@ -26,6 +26,20 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def recbole_init(module: nn.Module, std: float = 0.02) -> None:
+    """RecBole's Transformer-family init, used by the reference models (`model.apply(...)`):
+    N(0, std) for every Linear and Embedding weight (the padding row too: it gets no input
+    gradient, but it is drawn, and scored as column 0), zero Linear biases, LayerNorm (1, 0).
+    Other modules (Conv1d, GRU) keep PyTorch's defaults."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class SequentialRecommender(nn.Module):
     causal: bool = False       # hidden[:, t] sees items <= t only
     learned: bool = True       # False: fitted from counts (Popularity), no optimiser

@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender
-from models.sasrec import TransformerBlock, init_bert_weights
+from models.base import SequentialRecommender, recbole_init
+from models.sasrec import TransformerBlock
 
 
 @dataclass
@@ -76,7 +76,7 @@ class BERT4Rec(SequentialRecommender):
         self.output_gelu = nn.GELU()                    # exact (erf) GELU, as RecBole
         self.output_ln = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.output_bias = nn.Parameter(torch.zeros(n_items))
-        self.apply(lambda m: init_bert_weights(m, c.initializer_range))
+        self.apply(lambda m: recbole_init(m, c.initializer_range))
 
     # --- encoder ------------------------------------------------------------------------
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:

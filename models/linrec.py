@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender
+from models.base import SequentialRecommender, recbole_init
 
 
 @dataclass
@@ -161,19 +161,8 @@ class LinRec(SequentialRecommender):
         self.emb_dropout = nn.Dropout(c.hidden_dropout_prob)
         self.layers = nn.ModuleList(
             nn.Sequential(LinearAttention(c), FeedForward(c)) for _ in range(c.n_layers))
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        # RecBole/SASRec init: N(0, 0.02) on every Linear and Embedding weight (the padding
-        # row too: it is only ever added to a position vector and its gradient stays 0),
-        # zero biases, LayerNorm (1, 0).
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        # RecBole's init; the padding row is drawn too (it is only added to a position vector)
+        self.apply(lambda m: recbole_init(m, c.initializer_range))
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         L = item_seq.size(1)

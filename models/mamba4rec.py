@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender
+from models.base import SequentialRecommender, recbole_init
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -267,19 +267,7 @@ class Mamba4Rec(SequentialRecommender):
             keep = {id(m) for layer in self.layers for m in layer.mamba.modules()}
         for module in self.modules():
             if id(module) not in keep:
-                self._init_module(module)
-
-    @staticmethod
-    def _init_module(module: nn.Module) -> None:
-        # The embedding's padding row is drawn too (as RecBole); its gradient stays 0 and it
-        # only ever feeds positions after the real items.
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+                recbole_init(module)
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (B, L, D)

@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import SequentialRecommender
+from models.base import SequentialRecommender, recbole_init
 
 try:  # optional CUDA kernel, the one the reference's logged run used
     from causal_conv1d import causal_conv1d_fn
@@ -335,19 +335,9 @@ class RecGRELA(SequentialRecommender):
         self.emb_dropout = nn.Dropout(config.dropout)
         self.emb_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.blocks = nn.ModuleList(GRELABlock(config) for _ in range(config.num_layers))
-        self.apply(self._init_weights)
-
-    def _init_weights(self, module):
-        # the reference: N(0, 0.02) for Linear and *all* Embedding rows, the padding row too
-        # (padding_idx keeps it out of the input gradient, but it still learns as the logit of
-        # column 0 in the CE loss, as in RecBole); zero biases; LN 1/0; Conv1d keeps its default
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, 0.0, self.config.initializer_range)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        # the reference's init (models/base.py recbole_init): the padding row is drawn too and
+        # still learns as the logit of column 0 in the CE loss; Conv1d keeps its default init
+        self.apply(lambda m: recbole_init(m, config.initializer_range))
 
     def _rope(self, positions, dtype):
         if not self.config.rope:

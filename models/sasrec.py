@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender
+from models.base import SequentialRecommender, recbole_init
 
 MASK_VALUE = -10000.0   # RecBole's additive mask value (an exact zero weight after softmax)
 
@@ -142,18 +142,6 @@ class TransformerBlock(nn.Module):
         return self.feed_forward(self.attention(x, key_is_item))
 
 
-def init_bert_weights(module: nn.Module, std: float) -> None:
-    """RecBole's SASRec/BERT4Rec init: N(0, std) for Linear and Embedding weights (the padding
-    row too), zero Linear biases, LayerNorm weight 1 and bias 0."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    if isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 class SASRec(SequentialRecommender):
     Config = Config
     causal = True   # the attention mask hides every key after the query
@@ -166,7 +154,7 @@ class SASRec(SequentialRecommender):
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
         self.blocks = nn.ModuleList(TransformerBlock(c, causal=True) for _ in range(c.n_layers))
-        self.apply(lambda m: init_bert_weights(m, c.initializer_range))
+        self.apply(lambda m: recbole_init(m, c.initializer_range))
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         L = item_seq.size(1)
