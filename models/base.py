@@ -40,6 +40,22 @@ def recbole_init(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
 
 
+class FeedForward(nn.Module):
+    """LN(x + Dropout(W_2 Dropout(GELU(W_1 x)))), d_ff = 4 D: the post-LN position-wise block
+    of the LRURec and Mamba4Rec reference code (they differ only in the LayerNorm eps)."""
+
+    def __init__(self, hidden_size: int, dropout: float, layer_norm_eps: float):
+        super().__init__()
+        self.w_1 = nn.Linear(hidden_size, 4 * hidden_size)
+        self.w_2 = nn.Linear(4 * hidden_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inner = self.dropout(F.gelu(self.w_1(x)))                    # (B, L, 4D)
+        return self.layer_norm(x + self.dropout(self.w_2(inner)))
+
+
 class SequentialRecommender(nn.Module):
     causal: bool = False       # hidden[:, t] sees items <= t only
     learned: bool = True       # False: fitted from counts (Popularity), no optimiser

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender
+from models.base import FeedForward, SequentialRecommender
 
 
 @dataclass
@@ -122,21 +122,6 @@ class LRULayer(nn.Module):
         return self.layer_norm(x + self.dropout(y))
 
 
-class FeedForward(nn.Module):
-    """LN(x + Dropout(W_2 Dropout(GELU(W_1 x)))), d_ff = 4 D, as the reference."""
-
-    def __init__(self, c: Config):
-        super().__init__()
-        self.w_1 = nn.Linear(c.hidden_size, 4 * c.hidden_size)
-        self.w_2 = nn.Linear(4 * c.hidden_size, c.hidden_size)
-        self.dropout = nn.Dropout(c.dropout_prob)
-        self.layer_norm = nn.LayerNorm(c.hidden_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inner = self.dropout(F.gelu(self.w_1(x)))                    # (B, L, 4D)
-        return self.layer_norm(x + self.dropout(self.w_2(inner)))
-
-
 class LRURec(SequentialRecommender):
     Config = Config
     causal = True   # a left-to-right recurrence on right-padded input (see the docstring)
@@ -152,7 +137,8 @@ class LRURec(SequentialRecommender):
         self.emb_dropout = nn.Dropout(c.dropout_prob)
         self.layer_norm = nn.LayerNorm(c.hidden_size)
         self.layers = nn.ModuleList(
-            nn.Sequential(LRULayer(c), FeedForward(c)) for _ in range(c.n_layers))
+            nn.Sequential(LRULayer(c), FeedForward(c.hidden_size, c.dropout_prob, layer_norm_eps=1e-5))
+            for _ in range(c.n_layers))
         self.bias = nn.Parameter(torch.zeros(n_items))               # per-item output bias
         self._init_weights()
 

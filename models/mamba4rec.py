@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender, recbole_init
+from models.base import FeedForward, SequentialRecommender, recbole_init
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -215,21 +215,6 @@ class MambaBlock(nn.Module):
         return self.out_proj(y)                                         # (B, L, D)
 
 
-class FeedForward(nn.Module):
-    """LN(x + Dropout(W_2 Dropout(GELU(W_1 x)))), d_ff = 4 D, LN eps 1e-12, as the reference."""
-
-    def __init__(self, c: Config):
-        super().__init__()
-        self.w_1 = nn.Linear(c.hidden_size, 4 * c.hidden_size)
-        self.w_2 = nn.Linear(4 * c.hidden_size, c.hidden_size)
-        self.dropout = nn.Dropout(c.dropout_prob)
-        self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inner = self.dropout(F.gelu(self.w_1(x)))                      # (B, L, 4D)
-        return self.norm(x + self.dropout(self.w_2(inner)))
-
-
 class MambaLayer(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
@@ -238,7 +223,7 @@ class MambaLayer(nn.Module):
         self.mamba = MambaBlock(c)
         self.dropout = nn.Dropout(c.dropout_prob)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
-        self.ffn = FeedForward(c)
+        self.ffn = FeedForward(c.hidden_size, c.dropout_prob, layer_norm_eps=1e-12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dropout(self.mamba(x))                                 # (B, L, D)
