@@ -41,6 +41,7 @@ Linear init) and applies N(0, 0.02) only outside the blocks.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -51,8 +52,12 @@ from models.base import FeedForward, SequentialRecommender, recbole_init
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
-except (ImportError, OSError):
+    KERNEL_IMPORT_ERROR = None
+except (ImportError, OSError) as err:
+    # installed but broken is not the same as absent: mamba-ssm 2.2.x imports transformers'
+    # generation classes that transformers 5 removed, and then every kernel is unusable
     selective_scan_fn = None
+    KERNEL_IMPORT_ERROR = None if getattr(err, "name", None) == "mamba_ssm" else err
 try:
     from causal_conv1d import causal_conv1d_fn
 except (ImportError, OSError):
@@ -188,6 +193,9 @@ class MambaBlock(nn.Module):
         self.D = nn.Parameter(torch.ones(E))
 
     def _kernels_apply(self, x: torch.Tensor) -> bool:
+        if self.use_kernels and x.is_cuda and KERNEL_IMPORT_ERROR is not None:
+            warnings.warn(f"mamba4rec: mamba_ssm is installed but does not import "
+                          f"({KERNEL_IMPORT_ERROR}); using the pure-PyTorch scan", stacklevel=2)
         return self.use_kernels and x.is_cuda and selective_scan_fn is not None
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:

@@ -310,7 +310,9 @@ def _fit(model, batches: Batches, cfg: TrainConfig, run_dir: Path, run_name: str
     ckpt_path = run_dir / "checkpoint" / "last.pt"
     best, cur_step, best_epoch, best_state, history, start = -math.inf, 0, None, None, [], 0
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # onto the CPU: the RNG states must stay CPU byte tensors; load_state_dict moves the
+        # weights and the optimiser state to the model's device
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         before, now = _trajectory_keys(ckpt["resolved"]), _trajectory_keys(resolved)
         if before != now:
             diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))

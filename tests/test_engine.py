@@ -271,6 +271,21 @@ def test_cuda_run_is_repeatable_and_device_auto_picks_cuda(tmp_path):
     assert a["test"] == b["test"] and a["valid"] == b["valid"]
 
 
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_run_resumes_from_its_checkpoint(tmp_path):
+    """A CUDA run stopped after 2 epochs and continued to 3 equals a 3-epoch run (the RNG
+    states in the checkpoint are CPU tensors whatever the device)."""
+    cfg = {**FAST, "device": "cuda", "stopping_step": 100}
+    run_training(toy_data(), tmp_path / "r", "toy_causal", {}, {**cfg, "epochs": 2})
+    (tmp_path / "r" / "metrics.json").unlink()
+    resumed = run_training(toy_data(), tmp_path / "r", "toy_causal", {}, {**cfg, "epochs": 3})
+    whole = run_training(toy_data(), tmp_path / "w", "toy_causal", {}, {**cfg, "epochs": 3})
+    assert resumed["epochs_run"] == whole["epochs_run"] == 3
+    assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
+
+
 ML100K = Path(os.environ.get("RECBENCH_DATA_MIRROR") or TESTS.parents[1] / "shared" / "data") \
     / "ml-100k" / "ml-100k.inter"
 
