@@ -79,20 +79,30 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor,
     return ranks
 
 
+def per_user_metric(ranks: torch.Tensor, name: str) -> torch.Tensor:
+    """Each user's value of `name` ('hit@10', 'ndcg@5', 'mrr@10', ...) from 1-based ranks [U]:
+    float64 [U]. Their mean is the reported metric; the values themselves are what bootstrap
+    intervals and paired tests need."""
+    metric, _, k = name.partition("@")
+    if metric not in ("hit", "ndcg", "mrr") or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"metric must be hit|ndcg|mrr@k with a positive integer k, got {name!r}")
+    ranks = ranks.to(torch.float64)
+    within = ranks <= int(k)
+    if metric == "hit":
+        return within.double()
+    gain = 1.0 / torch.log2(ranks + 1) if metric == "ndcg" else 1.0 / ranks
+    return torch.where(within, gain, 0.0)
+
+
 def metrics_from_ranks(ranks: torch.Tensor, ks=(5, 10)) -> dict[str, float]:
     """Mean hit@k, ndcg@k, mrr@k over users from 1-based ranks [U]."""
     if ranks.numel() == 0:
         raise ValueError("no users to evaluate (empty rank tensor)")
-    ranks = ranks.to(torch.float64)
-    out: dict[str, float] = {}
     for k in ks:
         if int(k) != k or k < 1:
             raise ValueError(f"cut-off k must be a positive integer, got {k!r}")
-        within = ranks <= k
-        out[f"hit@{k}"] = within.double().mean().item()
-        out[f"ndcg@{k}"] = torch.where(within, 1.0 / torch.log2(ranks + 1), 0.0).mean().item()
-        out[f"mrr@{k}"] = torch.where(within, 1.0 / ranks, 0.0).mean().item()
-    return out
+    return {f"{m}@{k}": per_user_metric(ranks, f"{m}@{int(k)}").mean().item()
+            for k in ks for m in ("hit", "ndcg", "mrr")}
 
 
 def full_ranking_metrics(scores: torch.Tensor, targets: torch.Tensor, ks=(5, 10),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbench.metrics import full_ranking_metrics, metrics_from_ranks, target_ranks
+from recbench.metrics import full_ranking_metrics, metrics_from_ranks, per_user_metric, target_ranks
 
 
 def test_hand_computed_ranks_and_metrics():
@@ -140,3 +140,13 @@ def test_chunked_ranking_matches_unchunked(monkeypatch):
     whole = target_ranks(scores, targets)
     monkeypatch.setattr(metrics, "_CELLS_PER_CHUNK", 7 * 30)   # 7 users per chunk
     assert torch.equal(metrics.target_ranks(scores, targets), whole)
+
+
+def test_per_user_metric_by_hand():
+    ranks = torch.tensor([1, 3, 10, 11])
+    assert per_user_metric(ranks, "hit@10").tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert per_user_metric(ranks, "mrr@5").tolist() == [1.0, 1 / 3, 0.0, 0.0]
+    ndcg = per_user_metric(ranks, "ndcg@10").tolist()
+    assert ndcg[:2] == [1.0, 0.5] and abs(ndcg[2] - 1 / math.log2(11)) < 1e-15 and ndcg[3] == 0.0
+    with pytest.raises(ValueError, match="hit\\|ndcg\\|mrr@k"):
+        per_user_metric(ranks, "recall@10")
