@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 NOT_AVAILABLE = "n/a (not available)"
@@ -24,8 +23,6 @@ STAT_COLUMNS = [  # (stats.json key, column title, markdown format)
     ("sparsity", "sparsity", "{:.2%}"),
 ]
 RESULT_METRICS = ["hit@5", "hit@10", "ndcg@5", "ndcg@10", "mrr@5", "mrr@10"]
-UNCERTAIN_METRIC = "ndcg@10"   # the metric the intervals and paired tests are about
-PAIRED_AGAINST = "recgrela"    # the model every other one is compared with, user by user
 
 
 def dataset_stats_table(stats: dict[str, dict], paper: dict[str, dict]) -> pd.DataFrame:
@@ -66,48 +63,8 @@ def results_table(metrics_files: list[str | Path], paper: dict) -> pd.DataFrame:
                 "s/epoch": run["seconds_per_epoch"], "peak MB": run["peak_memory_mb"],
                 "device": run["device"]}
         rows.append(row)
-    table = pd.DataFrame(rows)
-    add_uncertainty(table, [Path(path).parent / "test_ranks.parquet" for path in metrics_files])
-    table = table.sort_values(["dataset", "max_len", "model", "seed"])
+    table = pd.DataFrame(rows).sort_values(["dataset", "max_len", "model", "seed"])
     return table.astype({"best epoch": "Int64"})   # None (Popularity: no epochs) stays missing
-
-
-def per_user_values(ranks_file: Path, metric: str = UNCERTAIN_METRIC) -> pd.Series | None:
-    """A run's per-user test `metric`, indexed by user_id (None without its ranks file)."""
-    import torch
-
-    from recbench.metrics import per_user_metric
-
-    if not ranks_file.exists():
-        return None
-    ranks = pd.read_parquet(ranks_file).set_index("user_id")["rank"]
-    return pd.Series(per_user_metric(torch.tensor(ranks.to_numpy()), metric).numpy(),
-                     index=ranks.index)
-
-
-def add_uncertainty(table: pd.DataFrame, ranks_files: list[Path], metric: str = UNCERTAIN_METRIC,
-                    against: str = PAIRED_AGAINST, resamples: int = 2000) -> None:
-    """Add, in place, a 95% bootstrap interval of each run's test `metric` over its users
-    (percentile method, seeded) and the Wilcoxon signed-rank p-value of the per-user
-    differences with the `against` model's run of the same dataset, max_len and seed."""
-    from scipy import stats
-
-    values = [per_user_values(f, metric) for f in ranks_files]
-    low, high, p_paired = [None] * len(table), [None] * len(table), [None] * len(table)
-    for i, ((_, row), v) in enumerate(zip(table.iterrows(), values)):
-        if v is None:
-            continue
-        ci = stats.bootstrap((v.to_numpy(),), np.mean, n_resamples=resamples,
-                             method="percentile", random_state=0).confidence_interval
-        low[i], high[i] = ci.low, ci.high
-        same = ((table["dataset"] == row["dataset"]) & (table["max_len"] == row["max_len"])
-                & (table["seed"] == row["seed"]) & (table["model"] == against)).to_numpy()
-        theirs = values[same.argmax()] if same.any() and row["model"] != against else None
-        if theirs is not None:
-            diff = (v - theirs).dropna()         # the users both runs ranked
-            p_paired[i] = 1.0 if (diff == 0).all() else stats.wilcoxon(diff).pvalue
-    table[f"{metric} 95% low"], table[f"{metric} 95% high"] = low, high
-    table[f"p vs {against}"] = p_paired
 
 
 def render_markdown(table: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
