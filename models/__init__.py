@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "lrurec": "models.lrurec:LRURec",
     "mamba4rec": "models.mamba4rec:Mamba4Rec",
     "recgrela": "models.recgrela:RecGRELA",
+    "recblr": "models.recblr:RecBLR",
 }
 
 

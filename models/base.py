@@ -41,18 +41,20 @@ def recbole_init(module: nn.Module, std: float = 0.02) -> None:
 
 
 class FeedForward(nn.Module):
-    """LN(x + Dropout(W_2 Dropout(GELU(W_1 x)))), d_ff = 4 D: the post-LN position-wise block
-    of the LRURec and Mamba4Rec reference code (they differ only in the LayerNorm eps)."""
+    """LN(x + Dropout(W_2 Dropout(act(W_1 x)))), d_ff = 4 D: the post-LN position-wise block
+    of the LRURec, Mamba4Rec (GELU) and RecBLR (SiLU) reference code (they differ only in the
+    activation and the LayerNorm eps)."""
 
-    def __init__(self, hidden_size: int, dropout: float, layer_norm_eps: float):
+    def __init__(self, hidden_size: int, dropout: float, layer_norm_eps: float, activation=F.gelu):
         super().__init__()
+        self.activation = activation
         self.w_1 = nn.Linear(hidden_size, 4 * hidden_size)
         self.w_2 = nn.Linear(4 * hidden_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inner = self.dropout(F.gelu(self.w_1(x)))                    # (B, L, 4D)
+        inner = self.dropout(self.activation(self.w_1(x)))           # (B, L, 4D)
         return self.layer_norm(x + self.dropout(self.w_2(inner)))
 
 

@@ -39,7 +39,8 @@ TINY_BY_MODEL = {"gru4rec": {"hidden_size": 24}}   # keep d_h != d_emb so `dense
 
 # Named variants whose promises differ from their model's default (causal options).
 VARIANTS = {"recgrela+causal": ("recgrela", {"causal": True}),
-            "linrec+causal": ("linrec", {"causal": True})}
+            "linrec+causal": ("linrec", {"causal": True}),
+            "recblr+no_phantom_steps": ("recblr", {"pad_to_power_of_two": False})}
 # Snapshot: models registered later by other tests are not included.
 MODELS = sorted(REGISTRY) + sorted(VARIANTS)
 ATOL, RTOL = 1e-5, 1e-4
