@@ -57,11 +57,13 @@ def linear_recurrence(alpha: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     A plain loop over time: L small element-wise steps, exact, and autograd does the backward
     (the reference's Triton kernel computes the same recurrence by an associative scan).
+    `unbind` rather than indexing `[:, t]`: the backward of an index writes a full-size zero
+    gradient per step (quadratic in L), unbind's stacks the per-step gradients once.
     """
     h = torch.zeros_like(b[:, 0])
     states = []
-    for t in range(b.size(1)):
-        h = alpha[:, t] * h + b[:, t]
+    for alpha_t, b_t in zip(alpha.unbind(1), b.unbind(1)):
+        h = alpha_t * h + b_t
         states.append(h)
     return torch.stack(states, dim=1)
 
