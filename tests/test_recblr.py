@@ -1,18 +1,17 @@
 """RecBLR: the BD-LRU recurrence against an explicit loop, the reference's power-of-two phantom
 steps, and (when a checkout is present) the reference file itself with the same weights."""
-import importlib.util
 import math
-import os
 import re
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from models import build_model
+from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
+                            stub_module)
 from models.recblr import BDLRU, Config
 
 torch.set_num_threads(1)
@@ -73,29 +72,14 @@ def test_phantom_steps_change_the_output_unless_L_is_a_power_of_two():
             assert ((ref - plain).abs().max().item() > 1e-4) == differs
 
 
-REF_DIR = Path(os.environ.get("RECGRELA_REFERENCE",
-                              Path(__file__).resolve().parents[2] / "ref" / "RecGRELA"))
+REF_FILE = REFERENCE_DIR / "model" / "RecBLR.py"
 
 
-@pytest.mark.skipif(not (REF_DIR / "model" / "RecBLR.py").exists(),
-                    reason=f"reference checkout not found at {REF_DIR}")
+@pytest.mark.skipif(not REF_FILE.exists(), reason=f"reference checkout not found at {REF_FILE}")
 def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch):
     """Import model/RecBLR.py with stand-ins for RecBole's base class and the Triton scan (a
     loop computing h_t = a_t h_{t-1} + x_t on [B, E, L]), load its weights into ours and compare
     the read-out at len-1 (eval mode, float32, L=50: 14 phantom steps)."""
-    def module(name, **attrs):
-        mod = types.ModuleType(name)
-        mod.__dict__.update(attrs)
-        monkeypatch.setitem(sys.modules, name, mod)
-
-    class RecBoleBase(torch.nn.Module):
-        def __init__(self, config, dataset):
-            super().__init__()
-            self.n_items = dataset.n_items
-
-        def gather_indexes(self, out, index):
-            return out[torch.arange(out.shape[0]), index]
-
     def scan(gates, tokens):                                   # [B, E, L]
         h, out = torch.zeros_like(tokens[..., 0]), []
         for t in range(tokens.shape[-1]):
@@ -103,16 +87,10 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch):
             out.append(h)
         return torch.stack(out, dim=-1)
 
-    for name in ("recbole", "recbole.model"):
-        module(name)
-    module("recbole.model.abstract_recommender", SequentialRecommender=RecBoleBase)
-    module("recbole.model.loss", BPRLoss=object)
-    module("parallel_scan", parallel_scan=scan)
-    module("einops", rearrange=None)                           # used by the CUDA branch only
+    stub_module(monkeypatch, "parallel_scan", parallel_scan=scan)
+    stub_module(monkeypatch, "einops", rearrange=None)        # used by the CUDA branch only
     monkeypatch.setitem(sys.modules, "causal_conv1d", None)   # its pure conv path
-    spec = importlib.util.spec_from_file_location("reference_recblr", REF_DIR / "model" / "RecBLR.py")
-    ref_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref_module)
+    ref_module = import_reference_model(monkeypatch, "RecBLR.py")
 
     L = 50
     cfg = {"hidden_size": 64, "loss_type": "CE", "num_layers": 2, "dropout_prob": 0.2,
@@ -127,14 +105,7 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch):
         for old, new in renames:
             key = re.sub(old, new, key)
         state[key] = value
-    ours.load_state_dict(state)            # strict: every parameter maps one to one
-    seq = torch.randint(1, 101, (6, L))
-    seq_len = torch.tensor([L, 1, 5, 17, 49, 2])
-    seq[torch.arange(L) >= seq_len[:, None]] = 0
-    with torch.no_grad():
-        want = ref.forward(seq, seq_len)
-        got = ours.gather_last(ours(seq, seq_len), seq_len)
-    assert (got - want).abs().max().item() < 1e-5
+    assert largest_readout_difference(ref, ours, state, 101, L) < 1e-5
 
 
 def test_default_never_sees_later_items_but_depends_on_the_window_length():

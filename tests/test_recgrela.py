@@ -4,18 +4,16 @@ The slow reference below is written from PAPER_FACTS section 8 (the reference co
 with Python loops over positions, heads and rotation pairs, in float64; it reads the model's
 parameters but none of its functions.
 """
-import importlib.util
 import math
-import os
-import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from models import build_model
+from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
+                            stub_module)
 from models.recgrela import Config, RecGRELA, apply_rope, causal_conv1d_fn, rope_tables
 
 torch.set_num_threads(1)
@@ -403,8 +401,7 @@ def test_causal_conv1d_fast_path_matches_pure_path():
 
 
 # --- the reference code itself (a checkout of TBI805/RecGRELA: $RECGRELA_REFERENCE, else ../ref/RecGRELA)
-REF_FILE = Path(os.environ.get("RECGRELA_REFERENCE",
-                               Path(__file__).resolve().parents[2] / "ref" / "RecGRELA")) / "model" / "RecGRELA.py"
+REF_FILE = REFERENCE_DIR / "model" / "RecGRELA.py"
 
 
 @pytest.mark.skipif(not REF_FILE.exists(), reason=f"reference checkout not found at {REF_FILE}")
@@ -413,32 +410,15 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch, num_la
     """Import model/RecGRELA.py with stand-ins for RecBole's base class, timm's DropPath and the
     causal-conv1d CUDA kernel (a plain conv + SiLU: what the kernel computes), load its weights
     into ours and compare the read-out at len-1 (eval mode, float32)."""
-    def module(name, **attrs):
-        mod = types.ModuleType(name)
-        mod.__dict__.update(attrs)
-        monkeypatch.setitem(sys.modules, name, mod)
-
-    class RecBoleBase(torch.nn.Module):
-        def __init__(self, config, dataset):
-            super().__init__()
-            self.n_items = dataset.n_items
-
-        def gather_indexes(self, out, index):
-            return out[torch.arange(out.shape[0]), index]
-
     def kernel(x, weight, bias=None, activation=None):     # x [B, D, L]
         y = F.conv1d(F.pad(x, (weight.shape[1] - 1, 0)), weight.unsqueeze(1), bias, groups=weight.shape[0])
         return F.silu(y) if activation == "silu" else y
 
-    for name in ("recbole", "recbole.model", "timm", "timm.models"):
-        module(name)
-    module("recbole.model.abstract_recommender", SequentialRecommender=RecBoleBase)
-    module("recbole.model.loss", BPRLoss=object)
-    module("timm.models.layers", DropPath=lambda p: torch.nn.Identity())
-    module("causal_conv1d", causal_conv1d_fn=kernel)
-    spec = importlib.util.spec_from_file_location("reference_recgrela", REF_FILE)
-    ref_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ref_module)
+    for name in ("timm", "timm.models"):
+        stub_module(monkeypatch, name)
+    stub_module(monkeypatch, "timm.models.layers", DropPath=lambda p: torch.nn.Identity())
+    stub_module(monkeypatch, "causal_conv1d", causal_conv1d_fn=kernel)
+    ref_module = import_reference_model(monkeypatch, "RecGRELA.py")
 
     L = 30
     cfg = {"hidden_size": 64, "loss_type": "CE", "num_layers": num_layers, "dropout_prob": 0.1,
@@ -455,11 +435,4 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch, num_la
         for old, new in renames:
             key = key.replace(old, new)
         state[key] = value
-    ours.load_state_dict(state)            # strict: every parameter maps one to one
-    seq = torch.randint(1, 101, (6, L))
-    seq_len = torch.tensor([L, 1, 5, 17, 29, 2])
-    seq[torch.arange(L) >= seq_len[:, None]] = 0
-    with torch.no_grad():
-        want = ref.forward(seq, seq_len)
-        got = ours.gather_last(ours(seq, seq_len), seq_len)
-    assert (got - want).abs().max().item() < 1e-5
+    assert largest_readout_difference(ref, ours, state, 101, L) < 1e-5
