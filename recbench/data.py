@@ -114,6 +114,27 @@ def _is_float(s: str) -> bool:
         return False
 
 
+_SEPARATOR_NAMES = {"\t": "tab", ",": "comma", "::": "'::'"}
+
+
+def _line_check(separator: str, n_fields: int, time_col: int, id_cols=(), float_time=False):
+    """What `_read_table` asks about a line it could not parse: None if the line looks right,
+    else what is wrong with it (field count, an empty id, a non-numeric timestamp)."""
+    def check(line):
+        parts = line.split(separator)
+        if len(parts) != n_fields:
+            return (f"expected {n_fields} {_SEPARATOR_NAMES[separator]}-separated fields, "
+                    f"got {len(parts)}")
+        if any(parts[c] == "" for c in id_cols):
+            return "empty user or item id"
+        if float_time and not _is_float(parts[time_col]):
+            return f"timestamp {parts[time_col]!r} is not a number"
+        if not float_time and not _is_int(parts[time_col]):
+            return f"timestamp {parts[time_col]!r} is not an integer"
+        return None
+    return check
+
+
 def read_atomic(path, user_field: str = "user_id", item_field: str = "item_id",
                 time_field: str = "timestamp") -> pd.DataFrame:
     """RecBole atomic `.inter`: tab-separated, typed header `name:type`, columns by name.
@@ -143,16 +164,7 @@ def read_atomic(path, user_field: str = "user_id", item_field: str = "item_id",
     t_col = fields.index(time_field)
     id_cols = [fields.index(user_field), fields.index(item_field)]
 
-    def check(line):
-        parts = line.split("\t")
-        if len(parts) != len(fields):
-            return f"expected {len(fields)} tab-separated fields, got {len(parts)}"
-        if any(parts[c] == "" for c in id_cols):
-            return "empty user or item id"
-        if not _is_float(parts[t_col]):
-            return f"timestamp {parts[t_col]!r} is not a number"
-        return None
-
+    check = _line_check("\t", len(fields), t_col, id_cols, float_time=True)
     # RecBole reads float fields as float64 and ids as str
     table = _read_table(path, delimiter="\t", names=fields, skip=1, check=check,
                         types={user_field: _TOKEN, item_field: _TOKEN, time_field: pa.float64()})
@@ -164,16 +176,7 @@ def read_movielens_dat(path) -> pd.DataFrame:
     path = Path(path)
     _check_nonempty(path)
 
-    def check(line):
-        parts = line.split("::")
-        if len(parts) != 4:
-            return f"expected 4 '::'-separated fields, got {len(parts)}"
-        if not parts[0] or not parts[1]:
-            return "empty user or item id"
-        if not _is_int(parts[3]):
-            return f"timestamp {parts[3]!r} is not an integer"
-        return None
-
+    check = _line_check("::", 4, time_col=3, id_cols=(0, 1))
     # '::' is read as ':' with an empty field between each pair (pyarrow takes 1-char delimiters)
     names = ["user", "_a", "item", "_b", "rating", "_c", "timestamp"]
     table = _read_table(path, delimiter=":", names=names, skip=0, check=check,
@@ -192,14 +195,7 @@ def read_movielens_csv(path) -> pd.DataFrame:
             raise DataError(f"{path}:1: missing column {name!r}; the header has {header}")
     t_col = header.index("timestamp")
 
-    def check(line):
-        parts = line.split(",")
-        if len(parts) != len(header):
-            return f"expected {len(header)} comma-separated fields, got {len(parts)}"
-        if not _is_int(parts[t_col]):
-            return f"timestamp {parts[t_col]!r} is not an integer"
-        return None
-
+    check = _line_check(",", len(header), t_col)
     table = _read_table(path, delimiter=",", names=None, skip=0, check=check,
                         types={"userId": _TOKEN, "movieId": _TOKEN, "timestamp": pa.int64()})
     return _to_frame(table, "userId", "movieId", "timestamp")
@@ -210,14 +206,7 @@ def read_movielens_udata(path) -> pd.DataFrame:
     path = Path(path)
     _check_nonempty(path)
 
-    def check(line):
-        parts = line.split("\t")
-        if len(parts) != 4:
-            return f"expected 4 tab-separated fields, got {len(parts)}"
-        if not _is_int(parts[3]):
-            return f"timestamp {parts[3]!r} is not an integer"
-        return None
-
+    check = _line_check("\t", 4, time_col=3)
     names = ["user", "item", "rating", "timestamp"]
     table = _read_table(path, delimiter="\t", names=names, skip=0, check=check,
                         types={"user": _TOKEN, "item": _TOKEN, "timestamp": pa.int64()})
