@@ -10,12 +10,16 @@ $(VENV)/installed: pyproject.toml
 	$(PY) -m pip install -q "torch==2.13.0" -e ".[test]"
 	touch $@
 
-.PHONY: quickstart test paper
+.PHONY: quickstart test lint paper
 quickstart: $(VENV)/installed  ## the main job on the embedded synthetic dataset (CPU, offline)
 	$(VENV)/bin/snakemake --cores 8 --configfile config/quickstart.yaml
 
-test: $(VENV)/installed  ## the test suite (real-data tests skip without ../shared/data)
+test: lint  ## the test suite (real-data tests skip without ../shared/data)
 	$(PY) -m pytest -q
+
+lint: $(VENV)/installed  ## workflow style and Snakemake's own lint (quickstart config)
+	$(VENV)/bin/snakefmt --check Snakefile rules/
+	$(VENV)/bin/snakemake --lint --configfile config/quickstart.yaml
 
 paper: $(VENV)/installed  ## the paper run (downloads; GPU advised)
 	$(VENV)/bin/snakemake --cores 8

@@ -49,7 +49,8 @@ def make_csv(path: Path, seed: int = 0) -> None:
 
 def run_preprocess(csv: Path, out: Path) -> dict:
     """In this (fresh) process: the whole preprocessing, timed."""
-    from recbench.data import InterFilter, preprocess
+    from recbench.preprocess import preprocess
+    from recbench.protocol import InterFilter
     start = time.perf_counter()
     stats = preprocess(csv, "movielens_csv", out, InterFilter(user_min=5, item_min=5),
                        "float32", source_sha256="not computed")

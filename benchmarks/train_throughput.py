@@ -28,7 +28,8 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from recbench.batching import Batches, load_sequence_data, make_split
-from recbench.data import entry_filter, preprocess, registry_entry
+from recbench.preprocess import preprocess
+from recbench.registry import entry_filter, registry_entry
 from recbench.engine import build_for_run, epoch_generator
 
 ROOT = Path(__file__).resolve().parents[1]

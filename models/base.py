@@ -21,6 +21,8 @@ keys; the RecGRELA and LinRec references attend over the whole padded window and
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,22 +42,68 @@ def recbole_init(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
 
 
-class FeedForward(nn.Module):
-    """LN(x + Dropout(W_2 Dropout(act(W_1 x)))), d_ff = 4 D: the post-LN position-wise block
-    of the LRURec, Mamba4Rec (GELU) and RecBLR (SiLU) reference code (they differ only in the
-    activation and the LayerNorm eps)."""
+def recbole_gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU spelled out as RecBole's FeedForward.gelu writes it. The same function
+    as F.gelu, rounded differently (the two differ in the last bits of ~1/3 of float32 values)."""
+    return x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
 
-    def __init__(self, hidden_size: int, dropout: float, layer_norm_eps: float, activation=F.gelu):
+
+def recbole_swish(x: torch.Tensor) -> torch.Tensor:
+    """x * sigmoid(x) as RecBole's FeedForward.swish writes it (F.silu up to rounding)."""
+    return x * torch.sigmoid(x)
+
+
+# Activations by name, for every model. Where a reference spells a function out instead of
+# calling torch's kernel, both spellings are here, so that each model computes what its
+# reference computes, bit for bit: RecBole's Transformers (SASRec, BERT4Rec's encoder, LinRec's
+# reference) use `gelu_recbole` / `swish`; nn.GELU / nn.SiLU users (LRURec, Mamba4Rec, RecBLR,
+# RecGRELA, BERT4Rec's output head) use `gelu` / `silu`.
+ACTIVATIONS = {
+    "gelu": F.gelu,                  # exact erf GELU, torch's kernel (= nn.GELU())
+    "gelu_recbole": recbole_gelu,    # the same, RecBole's spelling
+    "relu": F.relu,
+    "silu": F.silu,                  # torch's kernel (= nn.SiLU())
+    "swish": recbole_swish,          # the same, RecBole's spelling
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+}
+
+
+def get_activation(name: str, owner: str):
+    """ACTIVATIONS[name], or an error naming the model and the option (`owner`, e.g.
+    'sasrec Config.hidden_act')."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"{owner}: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+class FeedForward(nn.Module):
+    """The post-LN position-wise feed-forward block of every post-LN model here:
+
+        LN(x + Dropout(W_2 act(W_1 x)))                    inner_dropout=False (RecBole: SASRec,
+                                                           BERT4Rec, LinRec)
+        LN(x + Dropout(W_2 Dropout(act(W_1 x))))           inner_dropout=True (the LRURec,
+                                                           Mamba4Rec and RecBLR reference code)
+
+    W_1: hidden_size -> inner_size, W_2: back. One Dropout module serves both places (as in the
+    references). `activation` is a key of ACTIVATIONS.
+    """
+
+    def __init__(self, hidden_size: int, inner_size: int, dropout: float, *, activation: str,
+                 layer_norm_eps: float, inner_dropout: bool):
         super().__init__()
-        self.activation = activation
-        self.w_1 = nn.Linear(hidden_size, 4 * hidden_size)
-        self.w_2 = nn.Linear(4 * hidden_size, hidden_size)
+        self.act = get_activation(activation, "FeedForward")
+        self.inner_dropout = inner_dropout
+        self.w_1 = nn.Linear(hidden_size, inner_size)
+        self.w_2 = nn.Linear(inner_size, hidden_size)
         self.dropout = nn.Dropout(dropout)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inner = self.dropout(self.activation(self.w_1(x)))           # (B, L, 4D)
-        return self.layer_norm(x + self.dropout(self.w_2(inner)))
+        inner = self.act(self.w_1(x))                                  # (B, L, inner_size)
+        if self.inner_dropout:
+            inner = self.dropout(inner)
+        return self.layer_norm(x + self.dropout(self.w_2(inner)))      # (B, L, hidden_size)
 
 
 class SequentialRecommender(nn.Module):

@@ -19,12 +19,18 @@ Prediction (RecBole's reconstruct_test_data): [M] is written at position n (just
     [M] position n - 1. `predict_drop_first=False` drops x_1 only from full windows (n = L),
     where there is no room for [M].
 
+Config fields <- RecBole's `BERT4Rec.yaml` keys: as models/sasrec.py (num_layers <- n_layers,
+num_heads <- n_heads, dropout <- hidden_dropout_prob, attn_dropout <- attn_dropout_prob,
+hidden_act 'gelu_recbole' <- 'gelu'), plus mask_ratio <- mask_ratio, max_len <-
+MAX_ITEM_LIST_LENGTH; predict_drop_first is an option of this suite.
+
 Symbols -> variables:
     E (items + [M], (|I| + 1) x d)       self.item_embedding, row n_items = [M]
     P (learnable positions)              self.position_embedding (config.max_len rows)
     encoder                              SASRec's post-LN blocks (models/sasrec.py) with the
                                          padding-key mask only (bidirectional, no causal mask)
-    h_t = LN(GELU(W_out H_t + b))        self.output_ffn / output_gelu / output_ln
+    h_t = LN(GELU(W_out H_t + b))        self.output_ffn / output_act (nn.GELU in RecBole:
+                                         ACTIVATIONS["gelu"]) / output_ln
     score(i) = h_t . E[i] + b_i          score(): tied embedding (rows < n_items) + output_bias
 """
 from __future__ import annotations
@@ -35,19 +41,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender, recbole_init
+from models.base import ACTIVATIONS, SequentialRecommender, recbole_init
 from models.sasrec import TransformerBlock
 
 
 @dataclass
 class Config:
-    n_layers: int = 2
-    n_heads: int = 2
+    num_layers: int = 2
+    num_heads: int = 2
     hidden_size: int = 64
     inner_size: int = 256
-    hidden_dropout_prob: float = 0.2
-    attn_dropout_prob: float = 0.2
-    hidden_act: str = "gelu"
+    dropout: float = 0.2             # embedding, sublayer-output and feed-forward dropout
+    attn_dropout: float = 0.2        # on the attention probabilities
+    hidden_act: str = "gelu_recbole" # a key of models/base.py ACTIVATIONS (RecBole's 'gelu')
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     mask_ratio: float = 0.2          # rho: probability that a real item is replaced by [M]
@@ -70,10 +76,10 @@ class BERT4Rec(SequentialRecommender):
         self.item_embedding = nn.Embedding(n_items + 1, c.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
-        self.blocks = nn.ModuleList(TransformerBlock(c, causal=False) for _ in range(c.n_layers))
+        self.dropout = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(c, causal=False) for _ in range(c.num_layers))
         self.output_ffn = nn.Linear(c.hidden_size, c.hidden_size)
-        self.output_gelu = nn.GELU()                    # exact (erf) GELU, as RecBole
+        self.output_act = ACTIVATIONS["gelu"]           # RecBole's nn.GELU(): torch's erf GELU
         self.output_ln = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.output_bias = nn.Parameter(torch.zeros(n_items))
         self.apply(lambda m: recbole_init(m, c.initializer_range))
@@ -90,7 +96,7 @@ class BERT4Rec(SequentialRecommender):
         key_is_item = item_seq != 0                    # [M] is a real key, padding is not
         for block in self.blocks:
             x = block(x, key_is_item)                                             # (B, L, d)
-        return self.output_ln(self.output_gelu(self.output_ffn(x)))               # (B, L, d)
+        return self.output_ln(self.output_act(self.output_ffn(x)))               # (B, L, d)
 
     # --- scoring: real items only, plus a per-item bias -----------------------------------
     def output_item_embeddings(self) -> torch.Tensor:

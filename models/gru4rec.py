@@ -16,6 +16,10 @@ Symbols -> variables (GRU equations, no biases as in RecBole's `nn.GRU(bias=Fals
     score(i | x_<=t) = o_t . E[i]                  base.score
 
 Dropout (0.3) acts on the input embeddings only, as in RecBole.
+
+Config fields <- RecBole's `GRU4Rec.yaml` keys: embedding_size, hidden_size, num_layers (the
+same keys; hidden_size is the GRU state here, the model width is embedding_size);
+dropout <- dropout_prob.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ class Config:
     embedding_size: int = 64     # d_emb: item embedding and output size (tied scoring)
     hidden_size: int = 128       # d_h: GRU state size
     num_layers: int = 1
-    dropout_prob: float = 0.3    # on the input embeddings
+    dropout: float = 0.3         # on the input embeddings
 
 
 class GRU4Rec(SequentialRecommender):
@@ -43,7 +47,7 @@ class GRU4Rec(SequentialRecommender):
         super().__init__(n_items, config)
         c = config
         self.item_embedding = nn.Embedding(n_items, c.embedding_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout_prob)
+        self.emb_dropout = nn.Dropout(c.dropout)
         self.gru = nn.GRU(c.embedding_size, c.hidden_size, num_layers=c.num_layers,
                           bias=False, batch_first=True)
         self.dense = nn.Linear(c.hidden_size, c.embedding_size)

@@ -6,7 +6,14 @@ Recommender Systems", SIGIR 2023.
 Reference code: RecGRELA `model/LinRec.py` + `model/layers/layers_LinRec.py` (on RecBole 1.2),
 `config/LinRec.yaml` (hidden 128, 8 heads, 2 layers, inner 256, dropout 0.2).
 
-Symbols -> variables, per head h (d = hidden_size / n_heads):
+Config fields <- the reference config's keys:
+    hidden_size <- hidden_size       num_layers <- n_layers      num_heads <- n_heads
+    inner_size  <- inner_size        dropout    <- hidden_dropout_prob
+    hidden_act  <- hidden_act        layer_norm_eps, initializer_range <- the same keys
+    max_len     <- MAX_ITEM_LIST_LENGTH (set by the engine)
+    causal, chunk_size: options of this suite (the reference has neither)
+
+Symbols -> variables, per head h (d = hidden_size / num_heads):
     E, P                       item / absolute position embeddings   item_embedding, position_embedding
     x^0 = Dropout(LN(E[s] + P))                                      forward()
     Q = x W_Q, K = x W_K, V = x W_V                                  LinearAttention.query/key/value
@@ -14,13 +21,14 @@ Symbols -> variables, per head h (d = hidden_size / n_heads):
     Q~_i = phi(Q_i) / ||phi(Q_i)||_2,  K~_j = phi(K_j) / ||phi(K_j)||_2   (both over the d features
                                         of one position; see the fidelity note below)
     A(x)_i = Q~_i (sum_j K~_j^T V_j) / sqrt(d)                       linear_attention()
-    x' = LN(x + Dropout(A(x) W_O)),  x'' = LN(x' + Dropout(GELU(x' W_1) W_2))   (post-LN, as SASRec)
+    x' = LN(x + Dropout(A(x) W_O)),  x'' = LN(x' + Dropout(act(x' W_1) W_2))   (post-LN, as SASRec;
+                                        models/base.py FeedForward, act = ACTIVATIONS[hidden_act])
 
 The sum over j runs over ALL L positions of the padded window in the reference (it builds
 RecBole's causal [B, 1, L, L] mask and never uses it), so the default model is NOT causal: a
 right-padded sequence's read-out at `seq_len - 1` also sees the padding tail (never a future
 item: the target is not in the input). `causal=True` restricts the sum to j <= i, computed
-chunk-wise with a running [d, d] state, so no L x L tensor is ever built in either mode.
+chunk-wise (models/linear_attention.py), so no L x L tensor is ever built in either mode.
 
 Fidelity notes (the default is the reference's behaviour):
 - The LinRec paper normalises K column-wise (over the sequence); the reference code normalises
@@ -28,6 +36,9 @@ Fidelity notes (the default is the reference's behaviour):
   We follow the code.
 - `attn_dropout_prob` is read by the reference but never applied in its ELU attention; we do
   not expose it.
+- GELU: the reference spells it out as RecBole does (`hidden_act: gelu` there is
+  ACTIVATIONS["gelu_recbole"]); our default `gelu` is torch's kernel, the same function rounded
+  differently (kept so that earlier runs reproduce bit for bit).
 - The L2 norm has a 1e-12 floor (F.normalize); the reference divides by the raw norm, which
   only differs where the reference would produce inf/NaN (an all-zero ELU feature vector).
 """
@@ -40,31 +51,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender, recbole_init
+from models.base import ACTIVATIONS, FeedForward, SequentialRecommender, recbole_init
+from models.linear_attention import causal_linear_attention
 
 
 @dataclass
 class Config:
     max_len: int = 200               # learnable absolute positions 0..max_len-1 (the run's max_len)
     hidden_size: int = 128
-    n_layers: int = 2
-    n_heads: int = 8
+    num_layers: int = 2
+    num_heads: int = 8
     inner_size: int = 256            # feed-forward width
-    hidden_dropout_prob: float = 0.2
-    hidden_act: str = "gelu"         # gelu (erf form) | relu | swish | tanh | sigmoid
+    dropout: float = 0.2             # embedding, attention-output and feed-forward dropout
+    hidden_act: str = "gelu"         # a key of models/base.py ACTIVATIONS
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     causal: bool = False             # reference: False (sum over the whole padded window)
     chunk_size: int = 32             # causal mode: positions per chunk (memory ~ B*h*L*(C + 2d^2/C))
-
-
-ACTIVATIONS = {
-    "gelu": lambda x: F.gelu(x),     # exact erf GELU, as RecBole's FeedForward.gelu
-    "relu": F.relu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-}
 
 
 def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -73,8 +76,7 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 
     Non-causal: out_i = q~_i (K~^T V) / sqrt(d), one (d, d) state per head.
     Causal:     out_i = q~_i (sum_{j<=i} k~_j^T v_j) / sqrt(d), in chunks of `chunk_size`
-                positions: an exact (C, C) product inside a chunk plus the running state
-                of all earlier chunks, so memory is O(L * C + L / C * d^2), never O(L^2).
+                positions (models/linear_attention.py): memory O(L * C + L / C * d^2), never O(L^2).
     """
     d = q.size(-1)
     q = F.normalize(F.elu(q), dim=-1)                    # (B, h, L, d) unit rows
@@ -82,24 +84,10 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if not causal:
         kv = k.transpose(-2, -1) @ v                     # (B, h, d, d)
         return (q @ kv) / math.sqrt(d)
-
-    B, h, L, _ = q.shape
-    C = min(chunk_size, L)
-    n = -(-L // C)                                        # number of chunks
-    pad = n * C - L
-    if pad:  # zero keys and values at the end add nothing; padded query rows are dropped
-        q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))
-    q, k, v = (t.view(B, h, n, C, d) for t in (q, k, v))  # (B, h, n, C, d)
-    # Inside a chunk: exact lower-triangular (C x C) scores, j <= i.
-    # (in place: matmul keeps q and k for backward, not its output)
-    scores = (q @ k.transpose(-2, -1)).tril_()            # (B, h, n, C, C)
-    intra = scores @ v                                    # (B, h, n, C, d)
-    # Earlier chunks: exclusive prefix sum of per-chunk k^T v states.
-    kv = k.transpose(-2, -1) @ v                         # (B, h, n, d, d)
-    state = kv.cumsum(dim=2) - kv                        # (B, h, n, d, d) sum over chunks < c
-    inter = q @ state                                    # (B, h, n, C, d)
-    out = (intra + inter).view(B, h, n * C, d)[:, :, :L]  # (B, h, L, d)
-    return out / math.sqrt(d)
+    positions_first = lambda t: t.transpose(1, 2)                 # (B, L, h, d) views
+    out = causal_linear_attention(positions_first(q), positions_first(k), positions_first(v),
+                                  chunk_size)                      # (B, L, h, d)
+    return out.transpose(1, 2) / math.sqrt(d)                      # (B, h, L, d)
 
 
 class LinearAttention(nn.Module):
@@ -107,37 +95,21 @@ class LinearAttention(nn.Module):
 
     def __init__(self, c: Config):
         super().__init__()
-        self.n_heads, self.causal, self.chunk_size = c.n_heads, c.causal, c.chunk_size
+        self.num_heads, self.causal, self.chunk_size = c.num_heads, c.causal, c.chunk_size
         self.query = nn.Linear(c.hidden_size, c.hidden_size)
         self.key = nn.Linear(c.hidden_size, c.hidden_size)
         self.value = nn.Linear(c.hidden_size, c.hidden_size)
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.dropout = nn.Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
-        split = lambda t: t.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, h, L, d)
+        split = lambda t: t.view(B, L, self.num_heads, D // self.num_heads).transpose(1, 2)  # (B, h, L, d)
         out = linear_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)),
                                self.causal, self.chunk_size)                    # (B, h, L, d)
         out = out.transpose(1, 2).reshape(B, L, D)                               # (B, L, D)
         return self.norm(x + self.dropout(self.dense(out)))
-
-
-class FeedForward(nn.Module):
-    """Position-wise FFN with post-LN residual: LN(x + Dropout(act(x W_1) W_2))."""
-
-    def __init__(self, c: Config):
-        super().__init__()
-        self.dense_1 = nn.Linear(c.hidden_size, c.inner_size)
-        self.dense_2 = nn.Linear(c.inner_size, c.hidden_size)
-        self.act = ACTIVATIONS[c.hidden_act]
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
-        self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # No dropout between the two dense layers, as RecBole's FeedForward.
-        return self.norm(x + self.dropout(self.dense_2(self.act(self.dense_1(x)))))
 
 
 class LinRec(SequentialRecommender):
@@ -147,20 +119,24 @@ class LinRec(SequentialRecommender):
     def __init__(self, n_items: int, config: Config):
         super().__init__(n_items, config)
         c = config
-        if c.hidden_size % c.n_heads:
+        if c.hidden_size % c.num_heads:
             raise ValueError(f"linrec: hidden_size ({c.hidden_size}) is not a multiple of "
-                             f"n_heads ({c.n_heads})")
+                             f"num_heads ({c.num_heads})")
         if c.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"linrec: hidden_act {c.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+            raise ValueError(f"linrec Config.hidden_act: {c.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
         if c.chunk_size < 1:
             raise ValueError(f"linrec: chunk_size must be >= 1, got {c.chunk_size}")
         self.causal = c.causal
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.emb_dropout = nn.Dropout(c.hidden_dropout_prob)
+        self.emb_dropout = nn.Dropout(c.dropout)
+        # no dropout between the two dense layers, as RecBole's FeedForward
         self.layers = nn.ModuleList(
-            nn.Sequential(LinearAttention(c), FeedForward(c)) for _ in range(c.n_layers))
+            nn.Sequential(LinearAttention(c),
+                          FeedForward(c.hidden_size, c.inner_size, c.dropout, activation=c.hidden_act,
+                                      layer_norm_eps=c.layer_norm_eps, inner_dropout=False))
+            for _ in range(c.num_layers))
         # RecBole's init; the padding row is drawn too (it is only added to a position vector)
         self.apply(lambda m: recbole_init(m, c.initializer_range))
 

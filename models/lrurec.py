@@ -6,13 +6,18 @@ Sequences", ICML 2023).
 Reference code: RecGRELA `model/LRURec.py` (on RecBole 1.2), `config/LRURec.yaml`
 (hidden 64, 2 layers, dropout 0.2).
 
+Config fields <- the reference config's keys: hidden_size <- hidden_size, num_layers <- n_layers,
+dropout <- dropout_prob; r_min, r_max <- the reference LRULayer's arguments (0.8, 0.99);
+chunk_size is this suite's scan option.
+
 Symbols -> variables (one LRU layer, H = 2 * hidden_size complex channels):
     lambda = exp(-nu + i theta), |lambda| = exp(-nu)  log_lambda = complex(-nu, theta)
     (nu, theta, gamma) = exp(params_log)              LRULayer.params_log (3, H), learned in log form
     b_t = gamma * (W_in x_t + c_in)   (complex)       LRULayer.in_proj (real Linear D -> 2H = [Re | Im])
     h_t = lambda * h_{t-1} + b_t,  h_{-1} = 0         lru_scan()  (chunked parallel scan)
     y_t = Re(W_out h_t + c_out)                        LRULayer.out_proj (real Linear 2H -> D on [Re h | Im h])
-    x'  = LN(x + Dropout(y)),  x'' = LN(x' + Dropout(W_2 Dropout(GELU(W_1 x'))))   (d_ff = 4D)
+    x'  = LN(x + Dropout(y)),  x'' = LN(x' + Dropout(W_2 Dropout(GELU(W_1 x'))))   (d_ff = 4D,
+                                                       models/base.py FeedForward, LN eps 1e-5)
     input: x^0 = LN(Dropout(E[s]));  score(i) = x_t . E[i] + bias_i    (learned output bias)
 
 Padding and direction. The reference LRU is a left-to-right recurrence (not bidirectional). It
@@ -54,11 +59,11 @@ from models.base import FeedForward, SequentialRecommender
 @dataclass
 class Config:
     hidden_size: int = 64
-    n_layers: int = 2
-    dropout_prob: float = 0.2
+    num_layers: int = 2
+    dropout: float = 0.2         # embedding, LRU-output and feed-forward dropout
     r_min: float = 0.8           # initial |lambda| ring, as the reference LRULayer
     r_max: float = 0.99
-    scan_chunk: int = 32         # positions per chunk of the parallel scan
+    chunk_size: int = 32         # positions per chunk of the parallel scan
 
 
 def lru_scan(b: torch.Tensor, log_lambda: torch.Tensor, chunk_size: int = 32) -> torch.Tensor:
@@ -100,7 +105,7 @@ class LRULayer(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
         D, H = c.hidden_size, 2 * c.hidden_size
-        self.scan_chunk = c.scan_chunk
+        self.chunk_size = c.chunk_size
         # LRU init (Orvieto et al. 2023, as the reference): |lambda|^2 uniform on [r_min^2, r_max^2].
         u1, u2 = torch.rand(H), torch.rand(H)
         nu_log = torch.log(-0.5 * torch.log(u1 * (c.r_max ** 2 - c.r_min ** 2) + c.r_min ** 2))
@@ -109,7 +114,7 @@ class LRULayer(nn.Module):
         self.params_log = nn.Parameter(torch.stack([nu_log, theta_log, gamma_log]))  # (3, H)
         self.in_proj = nn.Linear(D, 2 * H)       # [Re | Im] of the complex input map
         self.out_proj = nn.Linear(2 * H, D)      # Re(W h + c) = [W_re, -W_im] [Re h; Im h] + c_re
-        self.dropout = nn.Dropout(c.dropout_prob)
+        self.dropout = nn.Dropout(c.dropout)
         self.layer_norm = nn.LayerNorm(D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,7 +122,7 @@ class LRULayer(nn.Module):
         log_lambda = torch.complex(-nu, theta)                       # (H,)
         re, im = self.in_proj(x).chunk(2, dim=-1)                    # (B, L, H) each
         b = torch.complex(re, im) * gamma                            # (B, L, H) complex
-        h = lru_scan(b, log_lambda, self.scan_chunk)                 # (B, L, H) complex
+        h = lru_scan(b, log_lambda, self.chunk_size)                 # (B, L, H) complex
         y = self.out_proj(torch.cat([h.real, h.imag], dim=-1))       # (B, L, D)
         return self.layer_norm(x + self.dropout(y))
 
@@ -131,14 +136,17 @@ class LRURec(SequentialRecommender):
         c = config
         if not 0 < c.r_min < c.r_max < 1:
             raise ValueError(f"lrurec: need 0 < r_min < r_max < 1, got r_min={c.r_min}, r_max={c.r_max}")
-        if c.scan_chunk < 1:
-            raise ValueError(f"lrurec: scan_chunk must be >= 1, got {c.scan_chunk}")
+        if c.chunk_size < 1:
+            raise ValueError(f"lrurec: chunk_size must be >= 1, got {c.chunk_size}")
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout_prob)
+        self.emb_dropout = nn.Dropout(c.dropout)
         self.layer_norm = nn.LayerNorm(c.hidden_size)
+        # the reference's FeedForward: 4D, GELU, dropout after the activation too, default LN eps
         self.layers = nn.ModuleList(
-            nn.Sequential(LRULayer(c), FeedForward(c.hidden_size, c.dropout_prob, layer_norm_eps=1e-5))
-            for _ in range(c.n_layers))
+            nn.Sequential(LRULayer(c),
+                          FeedForward(c.hidden_size, 4 * c.hidden_size, c.dropout, activation="gelu",
+                                      layer_norm_eps=1e-5, inner_dropout=True))
+            for _ in range(c.num_layers))
         self.bias = nn.Parameter(torch.zeros(n_items))               # per-item output bias
         self._init_weights()
 

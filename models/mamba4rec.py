@@ -7,28 +7,37 @@ Linear-Time Sequence Modeling with Selective State Spaces", arXiv 2312.00752 (20
 Reference code: RecGRELA `model/Mamba4Rec.py` (on RecBole 1.2, `mamba_ssm.Mamba` blocks),
 `config/Mamba4Rec.yaml` (hidden 64, 2 layers, dropout 0.2, d_state 32, d_conv 4, expand 2).
 
-Symbols -> variables (one Mamba block, E = expand * D channels, N = d_state):
-    [x; z] = W_in u                                     MambaBlock.in_proj (no bias)       (B, L, 2E)
-    x <- SiLU(causal depthwise conv_k(x)), k = d_conv   MambaBlock.conv1d                  (B, L, E)
-    [dt; B_t; C_t] = W_x x                              MambaBlock.x_proj                  (B, L, R + 2N)
-    Delta_t = softplus(W_dt dt + b_dt)                  MambaBlock.dt_proj (R = ceil(D / 16))
+Config fields <- the reference config's keys: hidden_size, num_layers, d_state, d_conv, expand
+(the same keys); dropout <- dropout_prob; init, chunk_size, use_kernels are this suite's options.
+
+Notation. As in the Mamba paper, B and C are the input and output matrices of the SSM and D its
+skip vector; so in this file the batch size is `batch` (never B), the model width is `d_model`
+(= hidden_size, never D), E = expand * d_model channels, N = d_state, R = ceil(d_model / 16).
+Paper symbols -> variables (one Mamba block):
+    [x; z] = W_in u                                     MambaBlock.in_proj (no bias)   (batch, L, 2E)
+    x <- SiLU(causal depthwise conv_k(x)), k = d_conv   MambaBlock.conv1d              (batch, L, E)
+    [dt; B_t; C_t] = W_x x                              MambaBlock.x_proj              (batch, L, R + 2N)
+    Delta_t = softplus(W_dt dt + b_dt)                  MambaBlock.dt_proj
     A = -exp(A_log)  (E, N), S4D-real init A_n = -n     MambaBlock.A_log
-    h_t = exp(Delta_t A) * h_{t-1} + (Delta_t x_t) B_t   selective_scan()   h_t (B, E, N)
-    y_t = C_t . h_t + D * x_t,   y <- y * SiLU(z)        MambaBlock.D (skip), gate z
-    out = W_out y                                        MambaBlock.out_proj (no bias)     (B, L, D)
+    A_bar_t = exp(Delta_t A),  B_bar_t = Delta_t B_t    discretisation (ZOH for A, Euler for B)
+    h_t = A_bar_t * h_{t-1} + B_bar_t x_t               selective_scan()  h_t (batch, E, N)
+    y_t = C_t . h_t + D * x_t,   y <- y * SiLU(z)       MambaBlock.D (skip), gate z
+    out = W_out y                                       MambaBlock.out_proj (no bias)  (batch, L, d_model)
 Around each block (reference MambaLayer + FeedForward, post-LN):
     x' = LN(x + Dropout(Mamba(x)))   (one-layer model: LN(Dropout(Mamba(x))), no residual)
-    x'' = LN(x' + Dropout(W_2 Dropout(GELU(W_1 x'))))   d_ff = 4 D
+    x'' = LN(x' + Dropout(W_2 Dropout(GELU(W_1 x'))))   d_ff = 4 d_model (models/base.py FeedForward)
     input: x^0 = LN(Dropout(E[s]))   (dropout BEFORE LayerNorm, as the reference)
 
 Selective scan. On CUDA with `mamba_ssm` installed (and `use_kernels`), the block calls
 mamba_ssm's fused `selective_scan_fn` (and causal_conv1d's kernel when present); otherwise the
-pure-PyTorch `selective_scan` below, which loops over positions with a vectorised (B, E, N)
+pure-PyTorch `selective_scan` below, which loops over positions with a vectorised (batch, E, N)
 state update and has its own backward (the adjoint recurrence, right to left) that recomputes
-states chunk by chunk (`scan_chunk` positions): only chunk-boundary states are kept, so memory
-is O(B L E) instead of the O(B L E N) of materialising every state (13 GB at B=256, L=3200,
-E=128, N=32), as mamba_ssm's kernel also recomputes states in backward. The parameter
-names equal mamba_ssm.Mamba's, so state dicts load into either.
+states chunk by chunk (`chunk_size` positions): only chunk-boundary states are kept, so memory
+is O(batch L E) instead of the O(batch L E N) of materialising every state (13 GB at batch 256,
+L=3200, E=128, N=32), as mamba_ssm's kernel also recomputes states in backward.
+`selective_scan_ref` is the plain per-step loop with the same arguments (autograd backward), the
+reference both are tested against (tests/test_mamba4rec.py). The parameter names equal
+mamba_ssm.Mamba's, so state dicts load into either.
 
 Fidelity note (init, default = the reference): the reference applies RecBole's `_init_weights`
 to the WHOLE model after building the mamba_ssm blocks, so every Linear inside them is
@@ -68,20 +77,54 @@ except (ImportError, OSError):
 class Config:
     hidden_size: int = 64
     num_layers: int = 2
-    dropout_prob: float = 0.2
+    dropout: float = 0.2         # embedding, block-output and feed-forward dropout
     d_state: int = 32            # N
     d_conv: int = 4              # causal conv width
     expand: int = 2              # E = expand * hidden_size
     init: str = "reference"      # reference (RecBole re-init of the blocks) | mamba_ssm
-    scan_chunk: int = 0          # pure-PyTorch scan: positions per recomputed chunk (0 = auto)
+    chunk_size: int = 0          # pure-PyTorch scan: positions per recomputed chunk (0 = auto)
     use_kernels: bool = True     # use mamba_ssm / causal_conv1d kernels when on CUDA and installed
 
 
+def selective_scan_ref(u, delta, A, B, C, D, z=None, delta_bias=None):
+    """Mamba's selective scan as a plain loop over positions: the reference for `selective_scan`
+    (the same arguments but chunk_size; mamba_ssm's `selective_scan_ref` with
+    delta_softplus=True, channel-last). Autograd differentiates it.
+
+    u, delta (batch, L, E); A (E, N); B, C (batch, L, N); D (E,); z (batch, L, E) or None;
+    delta_bias (E,) or None; u is the paper's SSM input x.  Returns y (batch, L, E) in u's
+    dtype, computed in float32 (float64 inputs in float64):
+        1. Delta_t = softplus(delta_t + delta_bias)                           (batch, E)
+        2. A_bar_t = exp(Delta_t A),  B_bar_t u_t = Delta_t u_t B_t          (batch, E, N)
+        3. h_t = A_bar_t * h_{t-1} + B_bar_t u_t,  h_0 = 0                   (batch, E, N)
+        4. y_t = C_t . h_t + D * u_t                                         (batch, E)
+        5. y = y * SiLU(z)
+    """
+    dtype_in = u.dtype
+    dtype = torch.float64 if dtype_in == torch.float64 else torch.float32
+    u, delta, A, B, C, D = (t.to(dtype) for t in (u, delta, A, B, C, D))
+    if delta_bias is not None:
+        delta = delta + delta_bias.to(dtype)
+    delta = F.softplus(delta)                                               # 1.
+    batch, L, E = u.shape
+    h = u.new_zeros(batch, E, A.size(1))                                    # (batch, E, N)
+    ys = []
+    for t in range(L):
+        A_bar = torch.exp(delta[:, t, :, None] * A)                         # 2. (batch, E, N)
+        Bx = (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]         #    (batch, E, N)
+        h = A_bar * h + Bx                                                  # 3.
+        ys.append((h * C[:, t, None, :]).sum(-1) + D * u[:, t])             # 4. (batch, E)
+    y = torch.stack(ys, dim=1)                                              # (batch, L, E)
+    if z is not None:
+        y = y * F.silu(z.to(dtype))                                         # 5.
+    return y.to(dtype_in)
+
+
 def _chunk_states(h0, delta, u, A, B):
-    """States of one chunk, time-major. h0 (b, E, N); delta, u (c, b, E); B (c, b, N).
-    Returns A_bar = exp(Delta A) and the states h_1..h_c, both (c, b, E, N)."""
-    dA = torch.exp(delta[..., None] * A)                                # (c, b, E, N)  A_bar
-    dBu = (delta * u)[..., None] * B[:, :, None, :]                     # (c, b, E, N)  B_bar x
+    """States of one chunk of c positions, time-major. h0 (batch, E, N); delta, u (c, batch, E);
+    B (c, batch, N). Returns A_bar = exp(Delta A) and the states h_1..h_c, both (c, batch, E, N)."""
+    dA = torch.exp(delta[..., None] * A)                                # (c, batch, E, N)  A_bar
+    dBu = (delta * u)[..., None] * B[:, :, None, :]                     # (c, batch, E, N)  B_bar x
     states = torch.empty_like(dBu)
     h = h0
     for t in range(delta.size(0)):   # the recurrence: one fused multiply-add per position
@@ -99,18 +142,18 @@ class _SelectiveScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, delta, u, A, B, C, chunk_size):
-        L, batch, E = u.shape                                            # time-major (L, b, E)
-        h = u.new_zeros(batch, E, A.size(1))                             # (b, E, N)
+        L, batch, E = u.shape                                            # time-major (L, batch, E)
+        h = u.new_zeros(batch, E, A.size(1))                             # (batch, E, N)
         starts, ys = [], []
         for s in range(0, L, chunk_size):
             part = slice(s, s + chunk_size)
             starts.append(h)
             _, states = _chunk_states(h, delta[part], u[part], A, B[part])
-            ys.append(torch.einsum("cben,cbn->cbe", states, C[part]))   # (c, b, E)
+            ys.append(torch.einsum("cben,cbn->cbe", states, C[part]))   # (c, batch, E)
             h = states[-1].clone()
         ctx.chunk_size = chunk_size
         ctx.save_for_backward(delta, u, A, B, C, torch.stack(starts))
-        return torch.cat(ys)                                             # (L, b, E)
+        return torch.cat(ys)                                             # (L, batch, E)
 
     @staticmethod
     def backward(ctx, grad_y):
@@ -124,7 +167,7 @@ class _SelectiveScan(torch.autograd.Function):
             part = slice(k * c, min((k + 1) * c, L))
             d_k, u_k, B_k, C_k, gy_k = delta[part], u[part], B[part], C[part], grad_y[part]
             dA, states = _chunk_states(starts[k], d_k, u_k, A, B_k)
-            G = gy_k[..., None] * C_k[:, :, None, :]                    # (c, b, E, N) direct term C_t g_t
+            G = gy_k[..., None] * C_k[:, :, None, :]                    # (c, batch, E, N): C_t g_t
             G[-1] += g_next
             for t in reversed(range(G.size(0) - 1)):
                 G[t].addcmul_(dA[t + 1], G[t + 1])                      # G_t += A_bar_{t+1} G_{t+1}
@@ -132,7 +175,7 @@ class _SelectiveScan(torch.autograd.Function):
             g_dA = G * dA                                                # dLoss/d(Delta A) = G_t A_bar_t h_{t-1}
             g_dA[1:].mul_(states[:-1])
             g_dA[0].mul_(starts[k])
-            GB = torch.einsum("cben,cbn->cbe", G, B_k)                  # sum_N G B  (c, b, E)
+            GB = torch.einsum("cben,cbn->cbe", G, B_k)                  # sum_N G B  (c, batch, E)
             g_delta[part] = torch.einsum("cben,en->cbe", g_dA, A) + GB * u_k
             g_u[part] = GB * d_k
             g_B[part] = torch.einsum("cben,cbe->cbn", G, d_k * u_k)
@@ -145,21 +188,20 @@ def selective_scan(u, delta, A, B, C, D, z=None, delta_bias=None, chunk_size: in
     """Mamba's selective scan (the maths of mamba_ssm `selective_scan_ref` with
     delta_softplus=True), channel-last, in pure PyTorch.
 
-    u, delta (B, L, E); A (E, N); B, C (B, L, N); D (E,); z (B, L, E) or None;
-    delta_bias (E,) or None.  Returns y (B, L, E):
-        Delta = softplus(delta + delta_bias);  h_t = exp(Delta_t A) h_{t-1} + Delta_t u_t B_t
-        y_t = C_t . h_t + D u_t;  y = y * SiLU(z)
-    chunk_size 0 picks ~sqrt(L / 6): memory holds L / c boundary states plus ~6 (c, B, E, N)
-    buffers of the chunk being recomputed, and that c minimises their sum.
+    u, delta (batch, L, E); A (E, N); B, C (batch, L, N); D (E,); z (batch, L, E) or None;
+    delta_bias (E,) or None.  Returns y (batch, L, E), the equations of `selective_scan_ref`.
+    chunk_size only decides memory and speed, never the values: 0 picks ~sqrt(L / 6), since
+    memory holds L / c boundary states plus ~6 (c, batch, E, N) buffers of the chunk being
+    recomputed, and that c minimises their sum.
     """
     if chunk_size <= 0:
         chunk_size = max(1, round(math.sqrt(u.size(1) / 6)))
     if delta_bias is not None:
         delta = delta + delta_bias
-    delta = F.softplus(delta)                                           # (B, L, E), Delta > 0
-    time_major = lambda t: t.transpose(0, 1).contiguous()               # (L, B, .)
+    delta = F.softplus(delta)                                           # (batch, L, E), Delta > 0
+    time_major = lambda t: t.transpose(0, 1).contiguous()               # (L, batch, .)
     y = _SelectiveScan.apply(time_major(delta), time_major(u), A, time_major(B), time_major(C),
-                             chunk_size).transpose(0, 1)                # (B, L, E)
+                             chunk_size).transpose(0, 1)                # (batch, L, E)
     y = y + u * D
     return y if z is None else y * F.silu(z)
 
@@ -170,17 +212,17 @@ class MambaBlock(nn.Module):
     def __init__(self, c: Config, dt_min: float = 0.001, dt_max: float = 0.1,
                  dt_init_floor: float = 1e-4):
         super().__init__()
-        D, E, N = c.hidden_size, c.expand * c.hidden_size, c.d_state
+        d_model, E, N = c.hidden_size, c.expand * c.hidden_size, c.d_state
         self.d_inner, self.d_state, self.d_conv = E, N, c.d_conv
-        self.dt_rank = math.ceil(D / 16)
-        self.scan_chunk, self.use_kernels = c.scan_chunk, c.use_kernels
-        self.in_proj = nn.Linear(D, 2 * E, bias=False)
+        self.dt_rank = math.ceil(d_model / 16)
+        self.chunk_size, self.use_kernels = c.chunk_size, c.use_kernels
+        self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
         # Depthwise conv padded by d_conv - 1 on both sides; keeping the first L outputs
         # makes it causal (output t sees inputs t - d_conv + 1 .. t).
         self.conv1d = nn.Conv1d(E, E, c.d_conv, groups=E, padding=c.d_conv - 1, bias=True)
         self.x_proj = nn.Linear(E, self.dt_rank + 2 * N, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, E, bias=True)
-        self.out_proj = nn.Linear(E, D, bias=False)
+        self.out_proj = nn.Linear(E, d_model, bias=False)
         # mamba_ssm init: dt weight uniform(+-R^-0.5); dt bias = softplus^-1(Delta_0) with
         # Delta_0 log-uniform in [dt_min, dt_max]; S4D-real A_n = -(1..N); D = 1.
         std = self.dt_rank ** -0.5
@@ -200,27 +242,27 @@ class MambaBlock(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         L = u.size(1)
-        x, z = self.in_proj(u).chunk(2, dim=-1)                         # (B, L, E) each
+        x, z = self.in_proj(u).chunk(2, dim=-1)                         # (batch, L, E) each
         fast = self._kernels_apply(u)
         if fast and causal_conv1d_fn is not None:
             x = causal_conv1d_fn(x.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1),
                                  self.conv1d.bias, activation="silu").transpose(1, 2)
         else:
-            x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)  # (B, L, E)
+            x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)  # (batch, L, E)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
-        delta = F.linear(dt, self.dt_proj.weight)                       # (B, L, E), bias added in the scan
+        delta = F.linear(dt, self.dt_proj.weight)                       # (batch, L, E), bias added in the scan
         A = -torch.exp(self.A_log)                                      # (E, N)
         if fast:
-            # The kernel wants (B, E, L) / (B, N, L) layouts and fp32 A, D, bias.
+            # The kernel wants (batch, E, L) / (batch, N, L) layouts and fp32 A, D, bias.
             y = selective_scan_fn(
                 x.transpose(1, 2).contiguous(), delta.transpose(1, 2).contiguous(), A.float(),
                 B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(), self.D.float(),
                 z=z.transpose(1, 2).contiguous(), delta_bias=self.dt_proj.bias.float(),
-                delta_softplus=True).transpose(1, 2)                    # (B, L, E)
+                delta_softplus=True).transpose(1, 2)                    # (batch, L, E)
         else:
             y = selective_scan(x, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias,
-                               chunk_size=self.scan_chunk)              # (B, L, E)
-        return self.out_proj(y)                                         # (B, L, D)
+                               chunk_size=self.chunk_size)              # (batch, L, E)
+        return self.out_proj(y)                                         # (batch, L, d_model)
 
 
 class MambaLayer(nn.Module):
@@ -229,12 +271,14 @@ class MambaLayer(nn.Module):
         # The reference drops the residual around the block when the model has one layer.
         self.residual = c.num_layers > 1
         self.mamba = MambaBlock(c)
-        self.dropout = nn.Dropout(c.dropout_prob)
+        self.dropout = nn.Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
-        self.ffn = FeedForward(c.hidden_size, c.dropout_prob, layer_norm_eps=1e-12)
+        # the reference's FeedForward: 4 d_model, GELU (nn.GELU), dropout after the activation too
+        self.ffn = FeedForward(c.hidden_size, 4 * c.hidden_size, c.dropout, activation="gelu",
+                               layer_norm_eps=1e-12, inner_dropout=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.dropout(self.mamba(x))                                 # (B, L, D)
+        h = self.dropout(self.mamba(x))                                 # (batch, L, d_model)
         return self.ffn(self.norm(h + x if self.residual else h))
 
 
@@ -247,10 +291,10 @@ class Mamba4Rec(SequentialRecommender):
         c = config
         if c.init not in ("reference", "mamba_ssm"):
             raise ValueError(f"mamba4rec: init must be 'reference' or 'mamba_ssm', got {c.init!r}")
-        if c.scan_chunk < 0:
-            raise ValueError(f"mamba4rec: scan_chunk must be >= 0 (0 = auto), got {c.scan_chunk}")
+        if c.chunk_size < 0:
+            raise ValueError(f"mamba4rec: chunk_size must be >= 0 (0 = auto), got {c.chunk_size}")
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout_prob)
+        self.emb_dropout = nn.Dropout(c.dropout)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.layers = nn.ModuleList(MambaLayer(c) for _ in range(c.num_layers))
         # RecBole's init (N(0, 0.02) Linear/Embedding weights, zero Linear biases, LN (1, 0));
@@ -263,7 +307,7 @@ class Mamba4Rec(SequentialRecommender):
                 recbole_init(module)
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
-        x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (B, L, D)
+        x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (batch, L, d_model)
         for layer in self.layers:
-            x = layer(x)                                                     # (B, L, D)
+            x = layer(x)                                                     # (batch, L, d_model)
         return x

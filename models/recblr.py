@@ -11,8 +11,12 @@ Symbols -> variables (per recurrent layer; D = hidden_size, E = expand * D):
     beta_t  = sqrt(1 - alpha_t^2 + 1e-8) * sigmoid(i_t)
     h_t = alpha_t * h_{t-1} + beta_t * u_t,   h_{-1} = 0                         -> linear_recurrence
     y = W_out(SiLU(z) * h)            Linear(E, D), no bias                      -> BDLRU.output
-    x = LN(Dropout(y) + x);  x = LN(x + Dropout(W_2 Dropout(SiLU(W_1 x))))   (4D, SiLU)
+    x = LN(Dropout(y) + x);  x = LN(x + Dropout(W_2 Dropout(SiLU(W_1 x))))   (4D, SiLU;
+                                                          models/base.py FeedForward)
     score(i) = x_last . e_i           tied item embedding (models/base.py)
+Config fields <- the reference config's keys: hidden_size, num_layers, expand, d_conv (the same
+keys); dropout <- dropout_prob; layer_norm_eps (1e-12) and initializer_range (0.02) are literals
+in the reference code; pad_to_power_of_two is this suite's option (see below).
 Lambda starts evenly spaced so that exp(-softplus(Lambda)) runs from 0.9 to 0.999 (softplus^-1
 of -log 0.9 ... -log 0.999), as the reference.
 
@@ -102,7 +106,8 @@ class RecurrentLayer(nn.Module):
         self.bdlru = BDLRU(c)
         self.dropout = nn.Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.ffn = FeedForward(c.hidden_size, c.dropout, c.layer_norm_eps, activation=F.silu)
+        self.ffn = FeedForward(c.hidden_size, 4 * c.hidden_size, c.dropout, activation="silu",
+                               layer_norm_eps=c.layer_norm_eps, inner_dropout=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(self.dropout(self.bdlru(x)) + x)

@@ -8,19 +8,31 @@ The encoder, in the paper's vocabulary (symbol -> variable name):
     X0 = LN(Dropout(E))         dropout *before* LayerNorm (reference order) -> emb_dropout, emb_norm
     per GRELA block (L blocks, `num_layers`):
       H = LN1(X)                                                           -> norm1, h
-      G = SiLU(W_g H)           Gated Rank Selector (the gate)             -> act_proj, gate
-      V = W_in H                values: no separate V projection           -> in_proj, v
+      G = SiLU(W_g H)           Gated Rank Selector (the gate)             -> act_proj, gate_act
+      V = W_in H                values ("input gate" of Fig. 4): no
+                                separate V projection                      -> in_proj, v
       Q, K = phi(W_qk V)        phi(x) = ELU(x) + 1, one Linear(D, 2D)     -> rela.qk, q, k
       R_i                       RoPE over the full D (adjacent pairs,
                                 theta_m = base^(-2m/D), position i counted
-                                from the start of the right-padded window) -> rope_tables, apply_rope
+                                from the start of the right-padded window) -> rope_angles, rotation_tables, apply_rope
       RELA_i = sum_j (R_i Q_i)(R_j K_j)^T V_j / sum_j Q_i K_j^T            -> rela_attention
                                 (per head; the normaliser uses the *un-rotated* Q, K)
       A = SiLU(CausalConv1d_k4(V))   rank augmentation branch (local
                                 shortcut, depthwise, causal)               -> rela.conv, local_shortcut
       Y = W_o ((RELA + A) * G)  Adaptive Rank Modulator = A + G           -> out_proj
-      X = X + DropPath(Y);  X = X + MLP(LN2(X))   (MLP: 4D, GELU, dropout)
+      X = X + DropPath(Y);  X = X + MLP(LN2(X))   (MLP: 4D, GELU, dropout) -> drop_path, mlp
     score(i) = X_last . e_i     tied item embedding (models/base.py)
+
+Config fields <- the reference (`config/RecGRELA.yaml` keys, or literals in `model/RecGRELA.py`):
+    hidden_size <- hidden_size      num_layers <- num_layers     num_heads <- num_heads
+    dropout     <- dropout_prob     drop_path  <- drop_path
+    mlp_ratio   <- literal 4 (Mlp hidden_features = d_model * 4)
+    conv_kernel <- literal 4 (Conv1d kernel_size)      rope_base <- literal 10000 (RoPE base)
+    layer_norm_eps <- literal 1e-12                     attn_eps  <- literal 1e-6 (in z)
+    initializer_range <- literal 0.02 (_init_weights)
+    max_len     <- MAX_ITEM_LIST_LENGTH (the reference's RoPE table size; here only the
+                   "absolute" / "learnable" position tables use it; the engine sets it)
+    the rest are this suite's options (below).
 
 Default = the reference code, exactly (PAPER_FACTS section 8), including what the text does not say:
   * Non-causal attention: the kv state and the key mean run over all L positions of the
@@ -34,7 +46,7 @@ Default = the reference code, exactly (PAPER_FACTS section 8), including what th
   * The reference's CPU fallback for the local shortcut crashes (no transpose back) and forgets
     the SiLU; ours computes on every device what its CUDA path (`causal_conv1d_fn`) computes.
 
-Named options (docs/fidelity.md lists text-vs-code for each):
+Named options (docs/fidelity.md lists text-vs-code for each; the ablations are PAPER_FACTS 7):
   causal          attention over j <= i only, normaliser over the same prefix:
                   RELA_i = [sum_{j<=i} (R_i Q_i)(R_j K_j)^T V_j / (i+1)]
                            / [Q_i . (sum_{j<=i} K_j) / (i+1) + 1e-6]
@@ -42,11 +54,24 @@ Named options (docs/fidelity.md lists text-vs-code for each):
                   0..i" (un-rotated normaliser, the mean over the prefix, same epsilon). The
                   output at i then depends neither on later items nor on the window length,
                   which makes streaming inference (`init_state` / `step`) exact. Computed
-                  chunk-wise: masked quadratic inside chunks of `chunk_size`, a carried kv state
-                  between them; O(L * d^2) memory, never an L x L matrix.
-  rope            False: no rotation (ablation "w/o RoPE").
+                  chunk-wise (models/linear_attention.py): an exact (C x C) product inside
+                  chunks of `chunk_size`, a carried kv state between them; never an L x L matrix.
+  position_encoding  (Fig. 4 "w/o RoPE", Fig. 5 APE / LPE / RoPE)
+                  "rope"      R_i above (default).
+                  "none"      no rotation: R_i = I ("w/o RoPE").
+                  "absolute"  APE "as SASRec": X0 = LN(Dropout(E + P)), P a learned
+                              (max_len, D) table (N(0, 0.02)) added to the item embedding;
+                              no rotation. Positions, like RoPE's, count from the window start.
+                  "learnable" LPE: RoPE's rotation with LEARNED angles, a (max_len, D/2)
+                              parameter phi_{i,m} initialised to RoPE's i * theta_m, so
+                              R_i turns pair m by phi_{i,m} (numerator only, as RoPE).
+  activation      None: the reference (gate SiLU, MLP GELU). A key of models/base.py
+                  ACTIVATIONS ("silu", "gelu", "relu" in Fig. 5) sets BOTH the gate and the MLP
+                  activation; the local shortcut's SiLU is not part of the study and stays.
+  input_proj      False ("w/ V matrix, w/o input gate"): V = H = LN1(X), no W_in (not created).
   local_shortcut  False: no rank augmentation branch (its conv parameters are not created).
-  gate            False: no Gated Rank Selector, Y = W_o(RELA + A) (act_proj not created).
+  gate            False ("w/ V, w/o SiGLU"): Y = W_o(RELA + A) (act_proj not created).
+  drop_path       0.0: "w/o DropPath".
   recompute       True (default): each block keeps only its input and recomputes the rest in
                   backward (torch.utils.checkpoint; the RNG state is replayed for dropout, so
                   values and gradients are identical: tested). On CPU, the batch goes through a
@@ -73,12 +98,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import SequentialRecommender, recbole_init
+from models.base import ACTIVATIONS, SequentialRecommender, recbole_init
+from models.linear_attention import causal_linear_attention
 
 try:  # optional CUDA kernel, the one the reference's logged run used
     from causal_conv1d import causal_conv1d_fn
 except ImportError:
     causal_conv1d_fn = None
+
+POSITION_ENCODINGS = ("rope", "absolute", "learnable", "none")
 
 
 @dataclass
@@ -94,8 +122,11 @@ class Config:
     layer_norm_eps: float = 1e-12
     attn_eps: float = 1e-6         # added to the linear-attention normaliser
     initializer_range: float = 0.02
+    max_len: int = 200             # rows of the "absolute" / "learnable" position tables
     causal: bool = False           # False = reference (attends over the whole padded window)
-    rope: bool = True
+    position_encoding: str = "rope"    # rope | absolute | learnable | none
+    activation: str | None = None  # None = reference (gate SiLU, MLP GELU); else both
+    input_proj: bool = True        # V = W_in LN1(x) ("input gate"); False: V = LN1(x)
     local_shortcut: bool = True    # rank augmentation branch
     gate: bool = True              # Gated Rank Selector
     chunk_size: int = 64           # causal variant: positions per chunk
@@ -104,12 +135,18 @@ class Config:
     fast_kernels: bool = True      # use causal_conv1d_fn on CUDA when installed
 
     def __post_init__(self):
+        rotary = self.position_encoding in ("rope", "learnable")
         checks = [
             (self.hidden_size > 0 and self.num_heads > 0, "hidden_size and num_heads must be positive"),
             (self.hidden_size % max(self.num_heads, 1) == 0,
              f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads})"),
-            (not self.rope or self.hidden_size % 2 == 0,
+            (self.position_encoding in POSITION_ENCODINGS,
+             f"position_encoding must be one of {POSITION_ENCODINGS}, got {self.position_encoding!r}"),
+            (not rotary or self.hidden_size % 2 == 0,
              f"hidden_size ({self.hidden_size}) must be even for RoPE's rotation pairs"),
+            (self.activation is None or self.activation in ACTIVATIONS,
+             f"activation must be None (reference) or one of {sorted(ACTIVATIONS)}, got {self.activation!r}"),
+            (self.max_len >= 1, f"max_len must be >= 1, got {self.max_len}"),
             (self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}"),
             (self.conv_kernel >= 1, f"conv_kernel must be >= 1, got {self.conv_kernel}"),
             (self.chunk_size >= 1, f"chunk_size must be >= 1, got {self.chunk_size}"),
@@ -122,20 +159,28 @@ class Config:
 
 
 # --- RoPE (real-valued: no complex copies) ------------------------------------------------
-def rope_tables(positions: torch.Tensor, dim: int, base: float, dtype: torch.dtype):
-    """cos and signed sin for positions [...] -> two [..., dim] tables.
-
-    Pair m = (2m, 2m+1) of the full D-vector turns by angle pos * base^(-2m/D) (the reference's
-    theta = 1 / base^(m / (D/2))). Angles are computed in float64 and cast, so the tables are
-    the same whether built for a whole window or for one streaming position.
-    """
+def rope_angles(positions: torch.Tensor, dim: int, base: float) -> torch.Tensor:
+    """RoPE's angles in float64: positions [...] -> [..., dim/2], pair m turns by
+    pos * base^(-2m/D) (the reference's theta = 1 / base^(m / (D/2)))."""
     m = torch.arange(dim // 2, dtype=torch.float64, device=positions.device)
     theta = base ** (-m / (dim // 2))                                  # (D/2,)
-    angles = positions.to(torch.float64).unsqueeze(-1) * theta          # (..., D/2)
+    return positions.to(torch.float64).unsqueeze(-1) * theta            # (..., D/2)
+
+
+def rotation_tables(angles: torch.Tensor, dtype: torch.dtype):
+    """cos and signed sin of angles [..., D/2] -> two [..., D] tables for `apply_rope`,
+    computed in the angles' dtype and cast to `dtype` (differentiable: the "learnable" angles)."""
     cos = angles.cos().repeat_interleave(2, dim=-1)                     # (..., D)  c0 c0 c1 c1 ..
     sin = angles.sin()
     sin = torch.stack((-sin, sin), dim=-1).flatten(-2)                  # (..., D) -s0 s0 -s1 s1 ..
     return cos.to(dtype), sin.to(dtype)
+
+
+def rope_tables(positions: torch.Tensor, dim: int, base: float, dtype: torch.dtype):
+    """RoPE's cos / signed sin tables for positions [...] -> two [..., dim] tables. Angles are
+    computed in float64 and cast, so the tables are the same whether built for a whole window
+    or for one streaming position."""
+    return rotation_tables(rope_angles(positions, dim, base), dtype)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -149,7 +194,7 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
                    eps: float = 1e-6) -> torch.Tensor:
     """Multi-head linear attention with RoPE on the numerator only.
 
-    q, k: phi-features (ELU+1), v: values, all [B, L, D]; cos/sin [L, D] or None (no RoPE).
+    q, k: phi-features (ELU+1), v: values, all [B, L, D]; cos/sin [L, D] or None (no rotation).
     Returns [B, L, D]. RoPE acts on the full D before the head split (as in the reference),
     so head h sees the frequencies of dims h*hd .. (h+1)*hd.
     """
@@ -167,30 +212,11 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
         return (num / den).reshape(B, L, D)
 
     # causal: sums over the prefix j <= i, both divided by the prefix length i + 1
-    num = _causal_kv_sum(qr, kr, vh, chunk_size)                       # (B, L, H, hd)
+    num = causal_linear_attention(qr, kr, vh, chunk_size)               # (B, L, H, hd)
     inv_count = 1.0 / torch.arange(1, L + 1, device=q.device, dtype=q.dtype).view(1, L, 1, 1)
     k_cum = k.cumsum(dim=1).view(B, L, num_heads, hd)                   # (B, L, H, hd)
     den = (q.view(B, L, num_heads, hd) * k_cum).sum(-1, keepdim=True) * inv_count + eps
     return (num * inv_count / den).reshape(B, L, D)
-
-
-def _causal_kv_sum(q, k, v, chunk: int) -> torch.Tensor:
-    """sum_{j<=i} (q_i . k_j) v_j for [B, L, H, hd] inputs, chunk-wise in O(L d^2) memory."""
-    B, L, H, hd = q.shape
-    n = -(-L // chunk)
-    pad = n * chunk - L
-    if pad:  # zero keys/values add nothing to any sum; padded queries are dropped at the end
-        q, k, v = (F.pad(t, (0, 0, 0, 0, 0, pad)) for t in (q, k, v))
-    q, k, v = (t.view(B, n, chunk, H, hd).permute(0, 3, 1, 2, 4) for t in (q, k, v))  # (B, H, n, C, hd)
-    # inside a chunk: masked quadratic form (C x C per chunk, not L x L)
-    mask = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
-    scores = (q @ k.transpose(-1, -2)).masked_fill_(~mask, 0.0)       # (B, H, n, C, C)
-    out = scores @ v                                                    # (B, H, n, C, hd)
-    # across chunks: state of all earlier chunks, S_c = sum_{c' < c} K_c'^T V_c'
-    states = k.transpose(-1, -2) @ v                                    # (B, H, n, hd, hd)
-    earlier = torch.cat([torch.zeros_like(states[:, :, :1]), states[:, :, :-1].cumsum(dim=2)], dim=2)
-    out = out + q @ earlier                                             # (B, H, n, C, hd)
-    return out.permute(0, 2, 3, 1, 4).reshape(B, n * chunk, H, hd)[:, :L]  # (B, L, H, hd)
 
 
 # --- layers ----------------------------------------------------------------------------
@@ -210,14 +236,17 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    def __init__(self, d: int, hidden: int, dropout: float):
+    """timm's pre-LN block MLP, as the reference: Dropout(fc2(Dropout(act(fc1 x))))."""
+
+    def __init__(self, d: int, hidden: int, dropout: float, act):
         super().__init__()
         self.fc1 = nn.Linear(d, hidden)
         self.fc2 = nn.Linear(hidden, d)
         self.drop = nn.Dropout(dropout)
+        self.act = act
 
     def forward(self, x):
-        return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 class RELA(nn.Module):
@@ -263,22 +292,29 @@ class GRELABlock(nn.Module):
         super().__init__()
         D = cfg.hidden_size
         self.cfg = cfg
+        # the reference: SiLU in the gate, GELU (nn.GELU) in the MLP; `activation` sets both
+        self.gate_act = ACTIVATIONS[cfg.activation or "silu"]
         self.norm1 = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
-        self.in_proj = nn.Linear(D, D)
+        if cfg.input_proj:
+            self.in_proj = nn.Linear(D, D)
         self.rela = RELA(cfg)
         if cfg.gate:
             self.act_proj = nn.Linear(D, D)
         self.out_proj = nn.Linear(D, D)
         self.drop_path = DropPath(cfg.drop_path)
         self.norm2 = nn.LayerNorm(D, eps=cfg.layer_norm_eps)
-        self.mlp = Mlp(D, D * cfg.mlp_ratio, cfg.dropout)
+        self.mlp = Mlp(D, D * cfg.mlp_ratio, cfg.dropout, ACTIVATIONS[cfg.activation or "gelu"])
+
+    def values(self, h):
+        """V = W_in H, or H itself without the input projection ("w/o input gate")."""
+        return self.in_proj(h) if self.cfg.input_proj else h
 
     def mixer(self, x, cos, sin):
-        """Y = W_o((RELA(V) + A(V)) * SiLU(W_g H)), H = LN1(x): the branch before DropPath."""
+        """Y = W_o((RELA(V) + A(V)) * act(W_g H)), H = LN1(x): the branch before DropPath."""
         h = self.norm1(x)
-        y = self.rela(self.in_proj(h), cos, sin)
+        y = self.rela(self.values(h), cos, sin)
         if self.cfg.gate:
-            y = y * F.silu(self.act_proj(h))
+            y = y * self.gate_act(self.act_proj(h))
         return self.out_proj(y)
 
     def ffn(self, x):
@@ -298,23 +334,25 @@ class GRELABlock(nn.Module):
         # users of at most `recompute_tokens` positions: each group's intermediates are made and
         # used while still in the CPU cache, and the peak holds one group's, not the batch's.
         # On a GPU, groups would only add kernel launches: the batch is one group there.
+        # cos / sin are the same for every user ([L, D]), so each group gets them whole.
         users = x.size(0) if x.is_cuda else max(1, self.cfg.recompute_tokens // x.size(1))
         return torch.cat([checkpoint(self.block, group, cos, sin, use_reentrant=False)
                           for group in x.split(users)])
 
     # --- streaming (causal variant only) ---
     def step(self, x, st: dict, cos, sin):
-        """One new position per user. x [B, D]; st holds kv [B,H,hd,hd], k_sum [B,D],
-        conv [B,k-1,D] (last k-1 values), count [B,1] (positions seen including this one)."""
+        """One new position per user. x [B, D]; cos / sin [B, D] or None; st holds kv
+        [B,H,hd,hd], k_sum [B,D], conv [B,k-1,D] (last k-1 values), count [B,1] (positions seen
+        including this one)."""
         cfg = self.cfg
         B, D = x.shape
         H = cfg.num_heads
         hd = D // H
         h = self.norm1(x)
-        v = self.in_proj(h)                                             # (B, D)
+        v = self.values(h)                                              # (B, D)
         q, k = self.rela.qk(v).chunk(2, dim=-1)
         q, k = F.elu(q) + 1.0, F.elu(k) + 1.0
-        qr, kr = (apply_rope(q, cos, sin), apply_rope(k, cos, sin)) if cfg.rope else (q, k)
+        qr, kr = (apply_rope(q, cos, sin), apply_rope(k, cos, sin)) if cos is not None else (q, k)
         st["kv"] = st["kv"] + kr.view(B, H, hd, 1) * v.view(B, H, 1, hd)  # += K_rot^T V  (B, H, hd, hd)
         st["k_sum"] = st["k_sum"] + k
         inv = 1.0 / st["count"]                                         # (B, 1)
@@ -327,7 +365,7 @@ class GRELABlock(nn.Module):
             y = y + F.silu((window * w.T).sum(1) + self.rela.conv.bias)
             st["conv"] = window[:, 1:]
         if cfg.gate:
-            y = y * F.silu(self.act_proj(h))
+            y = y * self.gate_act(self.act_proj(h))
         y = self.out_proj(y)
         if cfg.num_layers == 1:
             return self.ffn(y)
@@ -341,9 +379,17 @@ class RecGRELA(SequentialRecommender):
 
     def __init__(self, n_items: int, config: Config):
         super().__init__(n_items, config)
-        self.causal = bool(config.causal)   # what the engine reads: True only for the causal variant
-        D = config.hidden_size
+        # What the engine reads: True only for the causal variant. Position tables count from
+        # the window start, so "absolute" / "learnable" keep the causal variant causal.
+        self.causal = bool(config.causal)
+        D, pe = config.hidden_size, config.position_encoding
         self.item_embedding = nn.Embedding(n_items, D, padding_idx=0)
+        if pe == "absolute":   # APE, as SASRec: P[i] added to the item embedding (N(0, 0.02) below)
+            self.position_embedding = nn.Embedding(config.max_len, D)
+        if pe == "learnable":  # LPE: RoPE's angles as a parameter, starting at RoPE's values
+            positions = torch.arange(config.max_len)
+            self.position_angles = nn.Parameter(
+                rope_angles(positions, D, config.rope_base).to(torch.get_default_dtype()))  # (max_len, D/2)
         self.emb_dropout = nn.Dropout(config.dropout)
         self.emb_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.blocks = nn.ModuleList(GRELABlock(config) for _ in range(config.num_layers))
@@ -351,14 +397,34 @@ class RecGRELA(SequentialRecommender):
         # still learns as the logit of column 0 in the CE loss; Conv1d keeps its default init
         self.apply(lambda m: recbole_init(m, config.initializer_range))
 
-    def _rope(self, positions, dtype):
-        if not self.config.rope:
-            return None, None
-        return rope_tables(positions, self.config.hidden_size, self.config.rope_base, dtype)
+    def _check_positions(self, last: int) -> None:
+        if self.config.position_encoding in ("absolute", "learnable") and last >= self.config.max_len:
+            raise ValueError(f"recgrela: position {last} is past Config.max_len={self.config.max_len} "
+                             f"(rows of the {self.config.position_encoding!r} position table)")
+
+    def embed(self, item_seq: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Emb(s) (+ P[positions] for "absolute"): item_seq and positions of the same shape [...]
+        -> [..., D], before dropout and LayerNorm."""
+        e = self.item_embedding(item_seq)
+        if self.config.position_encoding == "absolute":
+            e = e + self.position_embedding(positions)
+        return e
+
+    def rotations(self, positions: torch.Tensor, dtype):
+        """(cos, sin) tables [..., D] for positions [...], or (None, None) without rotation."""
+        pe = self.config.position_encoding
+        if pe == "rope":
+            return rope_tables(positions, self.config.hidden_size, self.config.rope_base, dtype)
+        if pe == "learnable":
+            return rotation_tables(self.position_angles[positions], dtype)
+        return None, None
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
-        x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (B, L, D)
-        cos, sin = self._rope(torch.arange(item_seq.size(1), device=item_seq.device), x.dtype)  # (L, D)
+        L = item_seq.size(1)
+        self._check_positions(L - 1)
+        positions = torch.arange(L, device=item_seq.device)                       # (L,)
+        x = self.emb_norm(self.emb_dropout(self.embed(item_seq, positions)))       # (B, L, D)
+        cos, sin = self.rotations(positions, x.dtype)                              # (L, D)
         for block in self.blocks:
             x = block(x, cos, sin)
         return x
@@ -387,8 +453,10 @@ class RecGRELA(SequentialRecommender):
             raise RuntimeError("recgrela: `step` is for inference; call model.eval() first")
         if not self.causal:
             raise ValueError("recgrela: streaming `step` needs Config.causal=True")
-        x = self.emb_norm(self.item_embedding(item_ids))                # (B, D)
-        cos, sin = self._rope(state[0]["pos"], x.dtype)                 # (B, D)
+        pos = state[0]["pos"]                                           # (B,)
+        self._check_positions(int(pos.max()))
+        x = self.emb_norm(self.embed(item_ids, pos))                    # (B, D)
+        cos, sin = self.rotations(pos, x.dtype)                         # (B, D)
         new_state = []
         for block, st in zip(self.blocks, state):
             st = dict(st, count=st["count"] + 1, pos=st["pos"] + 1)

@@ -5,16 +5,24 @@ Reference code: RecBole 1.2.1 `sequential_recommender/sasrec.py` and `model/laye
 (MultiHeadAttention, FeedForward, TransformerEncoder), which follows BERT's post-LN layer
 rather than the paper's pre-LN one; RecBole is what the comparison runs, so it is the default.
 
+Config fields <- RecBole's `SASRec.yaml` keys:
+    hidden_size <- hidden_size       num_layers   <- n_layers     num_heads <- n_heads
+    inner_size  <- inner_size        dropout      <- hidden_dropout_prob
+    attn_dropout <- attn_dropout_prob
+    hidden_act  <- hidden_act ('gelu' there = 'gelu_recbole' here: RecBole's spelled-out erf GELU)
+    layer_norm_eps, initializer_range <- the same keys;  max_len <- MAX_ITEM_LIST_LENGTH
+
 Symbols -> variables:
     E (item embedding, |I| x d)          self.item_embedding
     P (learnable positions, n x d)       self.position_embedding, n = config.max_len, positions
                                          counted from the window start (index 0 = first item)
     E^(0) = Dropout(LN(E[x] + P))        forward
-    S = Q K^T / sqrt(d_h)  per head       MultiHeadSelfAttention (d_h = d / n_heads)
+    S = Q K^T / sqrt(d_h)  per head       MultiHeadSelfAttention (d_h = d / num_heads)
     causal mask: key j allowed for query t iff j <= t and x_j != 0 (padding keys masked too);
     masked scores get -10000 (RecBole's value), not -inf
-    A = Dropout(softmax(S)) V            attention probabilities are dropped (attn_dropout_prob)
-    block: H = LN(X + Dropout(A W_O));  X' = LN(H + Dropout(W_2 GELU(W_1 H)))   (post-LN)
+    A = Dropout(softmax(S)) V            attention probabilities are dropped (attn_dropout)
+    block: H = LN(X + Dropout(A W_O));  X' = LN(H + Dropout(W_2 GELU(W_1 H)))   (post-LN;
+                                         the second sublayer is models/base.py FeedForward)
     score(i | x_<=t) = E^(b)_t . E[i]    base.score (tied item embedding)
 
 `attention="math"` materialises the (B, h, L, L) scores exactly as RecBole does: that is the
@@ -33,28 +41,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender, recbole_init
+from models.base import ACTIVATIONS, FeedForward, SequentialRecommender, recbole_init
 
 MASK_VALUE = -10000.0   # RecBole's additive mask value (an exact zero weight after softmax)
 
-ACTIVATIONS = {
-    "gelu": lambda x: x * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0))),  # exact (erf) GELU
-    "relu": F.relu,
-    "swish": lambda x: x * torch.sigmoid(x),
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-}
-
-
 @dataclass
 class Config:
-    n_layers: int = 2
-    n_heads: int = 2
+    num_layers: int = 2
+    num_heads: int = 2
     hidden_size: int = 64            # d
     inner_size: int = 256            # feed-forward width
-    hidden_dropout_prob: float = 0.2
-    attn_dropout_prob: float = 0.2
-    hidden_act: str = "gelu"
+    dropout: float = 0.2             # embedding, sublayer-output and feed-forward dropout
+    attn_dropout: float = 0.2        # on the attention probabilities
+    hidden_act: str = "gelu_recbole" # a key of models/base.py ACTIVATIONS (RecBole's 'gelu')
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
     max_len: int = 200               # rows of the position table; the engine sets the run's max_len
@@ -64,26 +63,26 @@ class Config:
 class MultiHeadSelfAttention(nn.Module):
     """Post-LN multi-head self-attention sublayer: LN(x + Dropout(W_O Attn(x)))."""
 
-    def __init__(self, hidden_size, n_heads, hidden_dropout_prob, attn_dropout_prob,
+    def __init__(self, hidden_size, num_heads, dropout, attn_dropout,
                  layer_norm_eps, attention="math", causal=True):
         super().__init__()
-        if hidden_size % n_heads != 0:
-            raise ValueError(f"hidden_size {hidden_size} is not a multiple of n_heads {n_heads}")
+        if hidden_size % num_heads != 0:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
         if attention not in ("math", "sdpa"):
             raise ValueError(f"attention must be 'math' or 'sdpa', got {attention!r}")
-        self.n_heads, self.head_dim = n_heads, hidden_size // n_heads
+        self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
         self.attention, self.causal = attention, causal
         self.query = nn.Linear(hidden_size, hidden_size)
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
-        self.attn_dropout = nn.Dropout(attn_dropout_prob)
+        self.attn_dropout = nn.Dropout(attn_dropout)
         self.dense = nn.Linear(hidden_size, hidden_size)
-        self.out_dropout = nn.Dropout(hidden_dropout_prob)
+        self.out_dropout = nn.Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, L, _ = x.shape
-        return x.view(B, L, self.n_heads, self.head_dim).transpose(1, 2)     # (B, h, L, d_h)
+        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)     # (B, h, L, d_h)
 
     def forward(self, x: torch.Tensor, key_is_item: torch.Tensor) -> torch.Tensor:
         """x (B, L, d); key_is_item (B, L) bool, False at padding."""
@@ -110,33 +109,21 @@ class MultiHeadSelfAttention(nn.Module):
         return self.LayerNorm(x + self.out_dropout(self.dense(context)))
 
 
-class FeedForward(nn.Module):
-    """Post-LN position-wise feed-forward sublayer: LN(x + Dropout(W_2 act(W_1 x)))."""
-
-    def __init__(self, hidden_size, inner_size, hidden_dropout_prob, hidden_act, layer_norm_eps):
-        super().__init__()
-        if hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {hidden_act!r}")
-        self.dense_1 = nn.Linear(hidden_size, inner_size)
-        self.act = ACTIVATIONS[hidden_act]
-        self.dense_2 = nn.Linear(inner_size, hidden_size)
-        self.dropout = nn.Dropout(hidden_dropout_prob)
-        self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(x + self.dropout(self.dense_2(self.act(self.dense_1(x)))))
-
-
 class TransformerBlock(nn.Module):
     """RecBole's TransformerLayer: attention sublayer then feed-forward sublayer."""
 
     def __init__(self, c, causal: bool):
         super().__init__()
-        self.attention = MultiHeadSelfAttention(c.hidden_size, c.n_heads, c.hidden_dropout_prob,
-                                                c.attn_dropout_prob, c.layer_norm_eps,
+        if c.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"{type(c).__module__} Config.hidden_act: {c.hidden_act!r} is not "
+                             f"one of {sorted(ACTIVATIONS)}")
+        self.attention = MultiHeadSelfAttention(c.hidden_size, c.num_heads, c.dropout,
+                                                c.attn_dropout, c.layer_norm_eps,
                                                 c.attention, causal)
-        self.feed_forward = FeedForward(c.hidden_size, c.inner_size, c.hidden_dropout_prob,
-                                        c.hidden_act, c.layer_norm_eps)
+        # RecBole's FeedForward: no dropout between its two dense layers
+        self.feed_forward = FeedForward(c.hidden_size, c.inner_size, c.dropout,
+                                        activation=c.hidden_act, layer_norm_eps=c.layer_norm_eps,
+                                        inner_dropout=False)
 
     def forward(self, x, key_is_item):
         return self.feed_forward(self.attention(x, key_is_item))
@@ -152,8 +139,8 @@ class SASRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.hidden_dropout_prob)
-        self.blocks = nn.ModuleList(TransformerBlock(c, causal=True) for _ in range(c.n_layers))
+        self.dropout = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(TransformerBlock(c, causal=True) for _ in range(c.num_layers))
         self.apply(lambda m: recbole_init(m, c.initializer_range))
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:

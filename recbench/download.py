@@ -1,4 +1,4 @@
-"""Get a dataset's raw file into data/raw/{dataset}/: from the mirror, the network, or the generator.
+"""A dataset's raw file into data/raw/{dataset}/: from the mirror, the network, or the generator.
 
 Order of preference for dataset `name` with registry `entry` (config/datasets.yaml):
   1. `synthetic` format: generated here (recbench/synthetic.py), no network.
@@ -16,6 +16,7 @@ The result is data/raw/{name}/{file} (for archives: the `member` extracted atomi
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tarfile
@@ -23,7 +24,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from recbench.data import DataError, sha256_of, write_json_atomic
+from recbench.io import atomic_path, copy_atomic, sha256_of, write_json_atomic
+from recbench.parsers import DataError
 
 MIRROR_ENV = "RECBENCH_DATA_MIRROR"
 
@@ -51,23 +53,6 @@ def _known_hash(entry: dict) -> str | None:
     return None
 
 
-def _copy_atomic(src: Path, dest: Path) -> None:
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    try:
-        if src.is_dir():
-            shutil.copytree(src, tmp)
-        else:
-            shutil.copyfile(src, tmp)
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp)
-        else:
-            tmp.unlink(missing_ok=True)
-
-
 def _verify(path: Path, known: str | None, name: str) -> None:
     """Checksum of a local archive (mirror copy) against the registry."""
     if known is None:
@@ -86,38 +71,39 @@ def extract_member(archive: Path, member: str, dest: Path) -> None:
     A member that is itself a .tar (the Netflix Prize's training_set.tar) is unpacked, and its
     single top folder becomes `dest`.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}.") as tmp:
-        tmp = Path(tmp)
-        out = tmp / Path(member).name
+    with atomic_path(dest) as tmp:
         try:
             if zipfile.is_zipfile(archive):
-                with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(out, "wb") as f:
+                with zipfile.ZipFile(archive) as zf, zf.open(member) as src, open(tmp, "wb") as f:
                     shutil.copyfileobj(src, f, 1 << 22)
             elif tarfile.is_tarfile(archive):
                 with tarfile.open(archive) as tf:
                     src = tf.extractfile(member)
                     if src is None:
                         raise KeyError(member)
-                    with src, open(out, "wb") as f:
+                    with src, open(tmp, "wb") as f:
                         shutil.copyfileobj(src, f, 1 << 22)
             else:
                 raise FetchError(f"{archive}: not a zip or tar archive (corrupt or truncated?)")
+            if member.endswith(".tar") and not dest.name.endswith(".tar"):
+                _unpack_in_place(tmp)
         except KeyError:
             raise FetchError(f"{archive}: has no member {member!r} (registry key 'member')") \
                 from None
         except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
             raise FetchError(f"{archive}: cannot extract {member!r}: {err} "
                              f"(corrupt or truncated archive?)") from None
-        if member.endswith(".tar") and not dest.name.endswith(".tar"):
-            inner = tmp / "inner"
-            with tarfile.open(out) as tf:
-                tf.extractall(inner, filter="data")
-            tops = list(inner.iterdir())
-            out = tops[0] if len(tops) == 1 and tops[0].is_dir() else inner
-        if dest.is_dir():
-            shutil.rmtree(dest)
-        os.replace(out, dest)
+
+
+def _unpack_in_place(tar: Path) -> None:
+    """Replace the tar file `tar` by its contents: its single top folder, else all of it."""
+    with tempfile.TemporaryDirectory(dir=tar.parent, prefix=f"{tar.name}.") as staging:
+        inner = Path(staging) / "inner"
+        with tarfile.open(tar) as tf:
+            tf.extractall(inner, filter="data")
+        tar.unlink()
+        tops = list(inner.iterdir())
+        os.replace(tops[0] if len(tops) == 1 and tops[0].is_dir() else inner, tar)
 
 
 def _download(name: str, entry: dict, cache: Path, retries: int) -> Path:
@@ -162,7 +148,7 @@ def fetch(name: str, entry: dict, dest_dir, mirror: str | None = None,
         for file, file_fmt in candidates:
             if file and (here / file).exists():
                 target = dest_dir / file
-                _copy_atomic(here / file, target)
+                copy_atomic(here / file, target)
                 return _finish(name, dest_dir, {"origin": str(here / file), "file": file,
                                                 "format": file_fmt})
         if entry.get("url"):
@@ -189,7 +175,7 @@ def _from_archive(name, entry, archive: Path, dest_dir: Path, origin: str) -> di
     if entry.get("member"):
         extract_member(archive, entry["member"], target)
     elif archive != target:
-        _copy_atomic(archive, target)
+        copy_atomic(archive, target)
     return _finish(name, dest_dir, {"origin": origin, "file": target.name,
                                     "format": entry["format"]})
 
@@ -204,7 +190,6 @@ def _finish(name: str, dest_dir: Path, manifest: dict) -> dict:
 
 def read_manifest(path) -> dict:
     """fetched.json -> manifest with `path` (the raw file next to it) added."""
-    import json
     path = Path(path)
     try:
         manifest = json.loads(path.read_text())

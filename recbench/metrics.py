@@ -19,7 +19,8 @@ whenever scores have no ties with the target (the usual case with float scores).
 
 `target_ranks` returns the per-user ranks (saved with each run so that significance tests can
 pair users); `metrics_from_ranks` turns ranks into the mean metrics; `full_ranking_metrics` does
-both.
+both. `sampled_target_ranks` ranks the target among itself and its sampled negatives instead
+(train.eval_mode uni100 / pop100, recbench/sampling.py), with the same tie rule.
 """
 from __future__ import annotations
 
@@ -77,6 +78,36 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor,
         # `above` includes the target itself (score == own score), so the count is the rank.
         ranks[lo:lo + chunk] = above.sum(dim=1)
     return ranks
+
+
+def sampled_target_ranks(scores: torch.Tensor, targets: torch.Tensor,
+                         negatives: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each user's target among itself and its sampled negatives, [U] long.
+
+    scores    [U, n_items] float (only the target's and the negatives' columns are read).
+    targets   [U] long; negatives [U, n] long item ids, distinct per row, never the target
+              (recbench/sampling.py draws them).
+    The tie rule of `target_ranks`: rank = 1 + #{negatives j : score_j >= score_target}, so
+    this equals `target_ranks` with every item but the 1 + n candidates excluded.
+    """
+    n_users, n_items = scores.shape
+    if targets.shape != (n_users,) or negatives.dim() != 2 or negatives.size(0) != n_users:
+        raise ValueError(f"need targets [U] and negatives [U, n] for scores [U={n_users}, "
+                         f"n_items], got {tuple(targets.shape)} and {tuple(negatives.shape)}")
+    targets = targets.to(device=scores.device, dtype=torch.long)
+    negatives = negatives.to(device=scores.device, dtype=torch.long)
+    if negatives.numel() and (negatives.min() < 1 or negatives.max() >= n_items):
+        raise ValueError(f"negative item ids must be in 1..{n_items - 1}; 0 is the padding id")
+    clash = (negatives == targets[:, None]).any(dim=1)
+    if clash.any():
+        user = int(clash.nonzero()[0, 0])
+        raise ValueError(f"user row {user}: its target item {int(targets[user])} is among its "
+                         "negatives")
+    target_score = scores.gather(1, targets[:, None])                 # (U, 1)
+    negative_score = scores.gather(1, negatives)                      # (U, n)
+    if torch.isnan(target_score).any() or torch.isnan(negative_score).any():
+        raise ValueError("scores contain NaN: the model diverged or a score is undefined")
+    return 1 + (negative_score >= target_score).sum(dim=1)           # ties count against
 
 
 def per_user_metric(ranks: torch.Tensor, name: str) -> torch.Tensor:

@@ -1,106 +1,163 @@
-"""Tables for reports/: what we measured, beside the paper's numbers where they are known.
+"""The paper's numbers as data, and the names that tie a run to them.
 
-Paper numbers come from one file, reports/paper_numbers.yaml, which a user holding the PDF can
-fill in; a value that is unknown (null) renders as "n/a (not available)". Numbers are never
-invented: the only RecGRELA numbers known are the reference training log's (ML-1M, L=200), shown
-in their own column, labelled as such.
+`paper_numbers(path)` reads reports/paper_numbers.yaml (every number the paper prints, with its
+source; the file's header explains its block grammar) into one long table:
+
+    source    where the number is printed ("Table 2, arXiv 2506.13315v2", the reference log)
+    dataset   ml-1m, ml-20m, ml-32m, lfm-1b, netflix
+    model     linrec ... recgrela; `improv` = Table 2's "Improv." column (a fraction:
+              1.68% -> 0.0168); missing (NaN) for dataset statistics
+    variant   `default` for the reference configuration, else a variant_name (`num_layers=1`);
+              missing for dataset statistics
+    metric    hit@5 ... mrr@10, seconds_per_epoch, gpu_memory_gb, dataset statistics
+              (n_users, ..., sparsity as a fraction), the log's best_epoch / epochs_run
+    value     the printed number (float)
+    label     the paper's own name for the row (a figure legend, "w/o RoPE"), else missing
+    max_len   the sequence length the number was measured at (Int64; missing for statistics)
+    block     the YAML block it came from (`table2`, `fig4`, `reference_log`, ...)
+
+The same (dataset, model, variant, metric) can appear in several blocks with different values
+(Table 3's 4-layer @5 values are not Table 2's): select by `block`.
+
+`variant_name(overrides, defaults)` names a run's model options: the workflow names result
+folders with it and the YAML's variants are written in it.
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-NOT_AVAILABLE = "n/a (not available)"
-
-STAT_COLUMNS = [  # (stats.json key, column title, markdown format)
-    ("n_users", "users", "{:,.0f}"),
-    ("n_items", "items", "{:,.0f}"),
-    ("n_interactions", "interactions", "{:,.0f}"),
-    ("avg_seq_len", "avg. seq. len", "{:.2f}"),
-    ("sparsity", "sparsity", "{:.2%}"),
-]
-RESULT_METRICS = ["hit@5", "hit@10", "ndcg@5", "ndcg@10", "mrr@5", "mrr@10"]
+COLUMNS = ["source", "dataset", "model", "variant", "metric", "value", "label", "max_len",
+           "block"]
+IDENTITY = ("dataset", "model", "variant", "metric")   # every block must fix or walk each
+BLOCK_KEYS = {"source", "note", "rows", "columns", "labels", "values", "max_len", *IDENTITY}
 
 
-def dataset_stats_table(stats: dict[str, dict], paper: dict[str, dict]) -> pd.DataFrame:
-    """One row per dataset: each statistic measured here, then the paper's (None if unknown).
+def paper_numbers(path: str | Path) -> pd.DataFrame:
+    """reports/paper_numbers.yaml as one long DataFrame (columns: COLUMNS, see module doc)."""
+    path = Path(path)
+    blocks = yaml.safe_load(path.read_text())
+    if not isinstance(blocks, dict) or not blocks:
+        raise ValueError(f"{path}: expected a mapping of named blocks, got {type(blocks).__name__}")
+    rows = []
+    for name, spec in blocks.items():
+        rows += [row | {"block": name} for row in _block_rows(spec, f"{path}: block {name!r}")]
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.astype({"value": "float64", "max_len": "Int64"})
 
-    stats: {dataset: stats.json}; paper: reports/paper_numbers.yaml `datasets:` section.
+
+def _block_rows(spec, where: str) -> list[dict]:
+    """Walk one block's `values` along its `rows` fields; each leaf is a number, or a list
+    aligned with `columns`."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - BLOCK_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(BLOCK_KEYS)}")
+    if not spec.get("source"):
+        raise ValueError(f"{where}: every block needs a `source` (where its numbers are printed)")
+    walk = list(spec.get("rows") or [])
+    columns = spec.get("columns") or {}
+    if len(columns) > 1:
+        raise ValueError(f"{where}: `columns` names one field, got {sorted(columns)}")
+    column_field, column_names = next(iter(columns.items()), (None, None))
+    fixed = {k: spec[k] for k in IDENTITY if k in spec}
+    named = list(fixed) + walk + ([column_field] if column_field else [])
+    for field in IDENTITY:
+        if named.count(field) != 1:
+            raise ValueError(f"{where}: {field!r} must be given exactly once, as a fixed key, in "
+                             f"`rows` or as the `columns` field (found {named.count(field)} times)")
+    if set(named) - set(IDENTITY):
+        raise ValueError(f"{where}: `rows`/`columns` may only walk {list(IDENTITY)}, got {named}")
+    labels = spec.get("labels") or {}
+    base = {"source": spec["source"], "max_len": spec.get("max_len")} | fixed
+
+    rows: list[dict] = []
+
+    def leaf(value, ident: dict, key_path: str) -> None:
+        label = labels.get(ident[walk[-1]]) if walk else None
+        if column_field is None:
+            rows.append(base | ident | {"value": _number(value, f"{where}: {key_path}"),
+                                        "label": label})
+            return
+        if not isinstance(value, list) or len(value) != len(column_names):
+            raise ValueError(f"{where}: {key_path} must be a list of {len(column_names)} numbers "
+                             f"({column_field}: {column_names}), got {value!r}")
+        for name, v in zip(column_names, value):
+            rows.append(base | ident | {column_field: name, "label": label,
+                                        "value": _number(v, f"{where}: {key_path}[{name}]")})
+
+    def descend(node, depth: int, ident: dict, key_path: str) -> None:
+        if depth == len(walk):
+            return leaf(node, ident, key_path or "values")
+        if not isinstance(node, dict):
+            raise ValueError(f"{where}: {key_path or 'values'} must be a mapping keyed by "
+                             f"{walk[depth]}, got {node!r}")
+        for key, child in node.items():
+            descend(child, depth + 1, ident | {walk[depth]: key},
+                    f"{key_path}.{key}" if key_path else str(key))
+
+    descend(spec.get("values"), 0, {}, "")
+    unused = sorted(set(labels) - {r[walk[-1]] for r in rows}) if walk else sorted(labels)
+    if unused:
+        raise ValueError(f"{where}: labels for rows that have no values: {unused}")
+    return rows
+
+
+def _number(value, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+# --- variant names ------------------------------------------------------------------------
+
+def variant_name(overrides: dict, defaults: dict) -> str:
+    """A readable name for a run's model options: `key=value` for every option of `overrides`
+    that differs from `defaults`, sorted by key, joined by '+'; `default` when none differs.
+
+    Values are written as YAML writes them: true / false / null, numbers, plain strings
+    (`num_layers=1`, `drop_path=0.0`, `gate=false+local_shortcut=false`). An int given for a
+    float option is written as a float (drop_path=0 and drop_path=0.0 are one run). A key that
+    is not an option, or a value that cannot be written unambiguously into a folder name, is an
+    error.
     """
-    rows = []
-    for name, ours in stats.items():
-        theirs = paper.get(name) or {}
-        row = {"dataset": name}
-        for key, title, _ in STAT_COLUMNS:
-            row[title] = ours[key]
-            row[f"paper {title}"] = theirs.get(key)
-        row["paper source"] = theirs.get("source")
-        rows.append(row)
-    return pd.DataFrame(rows)
+    parts = []
+    for key in sorted(overrides):
+        if key not in defaults:
+            raise ValueError(f"variant_name: {key!r} is not an option of the model; its options: "
+                             f"{sorted(defaults)}")
+        value, default = overrides[key], defaults[key]
+        if isinstance(default, float) and type(value) is int:
+            value = float(value)
+        if not _same(value, default):
+            parts.append(f"{key}={_yaml_scalar(key, value)}")
+    return "+".join(parts) or "default"
 
 
-def results_table(metrics_files: list[str | Path], paper: dict) -> pd.DataFrame:
-    """One row per run (results/{dataset}/{model}/L{max_len}/seed{seed}/metrics.json): test
-    metrics, then the paper's test NDCG@10 / HR@10 and the reference log's, where known."""
-    rows = []
-    for path in metrics_files:
-        run = json.loads(Path(path).read_text())
-        dataset, model, max_len, seed = Path(path).parts[-5:-1]
-        row = {"dataset": dataset, "model": model, "max_len": int(max_len[1:]),
-               "seed": int(seed[4:])}
-        row |= {m: run["test"][m] for m in RESULT_METRICS if m in run["test"]}
-        theirs = ((paper.get("results") or {}).get(dataset) or {}).get(model) or {}
-        logged = ((paper.get("reference_log") or {}).get(dataset) or {}).get(model) or {}
-        same_setting = logged.get("max_len") == row["max_len"]
-        for m in ("ndcg@10", "hit@10"):
-            row[f"paper {m}"] = theirs.get(m)
-            row[f"reference log {m}"] = (logged.get("test") or {}).get(m) if same_setting else None
-        row |= {"mode": run["config"]["train"]["mode"], "best epoch": run["best_epoch"],
-                "epochs": run["epochs_run"],
-                "s/epoch": run["seconds_per_epoch"], "peak MB": run["peak_memory_mb"],
-                "device": run["device"]}
-        rows.append(row)
-    table = pd.DataFrame(rows).sort_values(["dataset", "max_len", "model", "seed"])
-    return table.astype({"best epoch": "Int64"})   # None (Popularity: no epochs) stays missing
+def _same(a, b) -> bool:
+    # True == 1 in Python; for options a bool and a number are different settings.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
 
 
-def render_markdown(table: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
-    """The table as Markdown; a missing paper or reference-log value reads 'n/a (not
-    available)', any other missing value '-'; floats 4 decimals unless `formats` says."""
-    formats = formats or {}
-    cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in table.iterrows():
-        cells = []
-        for col in cols:
-            v = row[col]
-            if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-                cells.append(NOT_AVAILABLE if col.startswith(("paper", "reference log")) else "-")
-            elif col in formats:
-                cells.append(formats[col].format(v))
-            elif isinstance(v, float):
-                cells.append(f"{v:.4f}")
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def stats_formats() -> dict[str, str]:
-    formats = {}
-    for _, title, spec in STAT_COLUMNS:
-        formats[title] = formats[f"paper {title}"] = spec
-    return formats
-
-
-def write_table(table: pd.DataFrame, md_path: str | Path, csv_path: str | Path, title: str,
-                note: str = "", formats: dict[str, str] | None = None) -> None:
-    """Markdown (title, note, table) and CSV, each written to a temporary name, then renamed."""
-    from recbench.io import write_text_atomic
-
-    markdown = f"# {title}\n\n" + (f"{note}\n\n" if note else "") + render_markdown(table, formats)
-    write_text_atomic(md_path, markdown)
-    write_text_atomic(csv_path, table.to_csv(index=False))
+def _yaml_scalar(key: str, value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # The name must read back as the same string and be safe in a path and in the name's
+        # own separators.
+        if not value or any(c in value for c in "/+= \t\n") or yaml.safe_load(value) != value:
+            raise ValueError(f"variant_name: option {key}={value!r} cannot be written into a "
+                             "variant name (empty, contains / + = or whitespace, or reads back "
+                             "as another YAML value)")
+        return value
+    raise ValueError(f"variant_name: option {key} has a {type(value).__name__} value {value!r}; "
+                     "only scalars (bool, number, string, null) name a variant")

@@ -23,11 +23,10 @@ as every real dataset.
 """
 from __future__ import annotations
 
-
-from recbench.io import atomic_path
-
 import numpy as np
 import pandas as pd
+
+from recbench.io import atomic_path
 
 DEFAULTS = dict(n_users=600, n_items=500, n_clusters=25, tastes=3, median_len=90,
                 sigma_len=0.8, min_len=20, long_frac=0.02, max_len=1500, p_next=0.5,

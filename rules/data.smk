@@ -1,4 +1,4 @@
-# Data: raw file -> processed sequences + statistics -> the dataset table (recbench/data.py).
+# Data: raw file -> processed sequences + statistics (recbench/preprocess.py).
 
 
 rule fetch_raw:
@@ -6,36 +6,26 @@ rule fetch_raw:
         "data/raw/{dataset}/fetched.json",
     log:
         "logs/fetch_raw/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/fetch_raw/{dataset}.tsv"
     params:
         entry=dataset_entry,
+        mirror=config["data_mirror"],
     script:
         "../scripts/fetch_raw.py"
 
 
 rule preprocess:
     input:
-        "data/raw/{dataset}/fetched.json",
+        rules.fetch_raw.output,
     output:
         sequences="data/processed/{dataset}/sequences.parquet",
         stats="data/processed/{dataset}/stats.json",
     log:
         "logs/preprocess/{dataset}.log",
     benchmark:
-        "benchmarks/out/preprocess/{dataset}.tsv"
+        "logs/benchmarks/preprocess/{dataset}.tsv"
     params:
         entry=dataset_entry,
     script:
         "../scripts/preprocess.py"
-
-
-rule dataset_stats_table:
-    input:
-        stats=expand("data/processed/{dataset}/stats.json", dataset=config["datasets"]),
-        paper="reports/paper_numbers.yaml",
-    output:
-        md="reports/dataset_stats.md",
-        csv="reports/dataset_stats.csv",
-    log:
-        "logs/dataset_stats_table.log",
-    script:
-        "../scripts/dataset_stats_table.py"

@@ -1,14 +1,53 @@
-# Reports: the accuracy table over every run (recbench/report.py).
+# Reports: the paper's tables from the results files and reports/paper_numbers.yaml
+# (recbench/tables.py): each as Markdown, CSV and LaTeX under reports/tables/.
 
 
-rule results_table:
+rule dataset_table:
     input:
-        metrics=[f"{run}/metrics.json" for run in run_dirs()],
+        stats=expand(rules.preprocess.output.stats, dataset=USED_DATASETS),
         paper="reports/paper_numbers.yaml",
     output:
-        md="reports/results.md",
-        csv="reports/results.csv",
+        md="reports/tables/table1_datasets.md",
+        csv="reports/tables/table1_datasets.csv",
+        tex="reports/tables/table1_datasets.tex",
     log:
-        "logs/results_table.log",
+        "logs/dataset_table.log",
+    benchmark:
+        "logs/benchmarks/dataset_table.tsv"
     script:
-        "../scripts/results_table.py"
+        "../scripts/dataset_table.py"
+
+
+rule runs_table:
+    input:
+        metrics=run_files(RUNS.values(), "metrics"),
+        paper="reports/paper_numbers.yaml",
+    output:
+        md="reports/tables/runs.md",
+        csv="reports/tables/runs.csv",
+        tex="reports/tables/runs.tex",
+    log:
+        "logs/runs_table.log",
+    benchmark:
+        "logs/benchmarks/runs_table.tsv"
+    script:
+        "../scripts/runs_table.py"
+
+
+rule group_table:
+    input:
+        metrics=group_metrics,
+        test_ranks=group_test_ranks,
+        paper="reports/paper_numbers.yaml",
+    output:
+        md="reports/tables/{group}.md",
+        csv="reports/tables/{group}.csv",
+        tex="reports/tables/{group}.tex",
+    log:
+        "logs/group_table/{group}.log",
+    benchmark:
+        "logs/benchmarks/group_table/{group}.tsv"
+    params:
+        layout=group_layout,
+    script:
+        "../scripts/group_table.py"

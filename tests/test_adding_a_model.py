@@ -1,33 +1,47 @@
-"""docs/adding_a_model.md, followed once: a new model written in this file, registered,
-put through the same contract checks as every shipped model, and trained for one epoch by
-the engine. If this test breaks, the guide is out of date."""
+"""docs/adding_a_model.md, followed once, step by step and in its order: a new model written in
+this file (step 1), registered (2), put through the contract test's checks (3), checked against
+a slow explicit loop (4), and run from the guide's own config block through the experiment
+expansion and the engine (5). If this test breaks, the guide is out of date."""
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+import yaml
 from torch import nn
 
 import models
 from models.base import SequentialRecommender
-from test_model_contract import (builder, check_causality, check_declarations, check_gradients,
-                                 check_padding_invariance, check_save_load, check_shapes)
+from recbench import engine, experiments
+from recbench.batching import SequenceData
+from test_model_contract import CHECKS, builder, make_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "adding_a_model.md"
+NAME = "recent_conv"
 
 
-# Step 1: one file (here: this test module) with a Config dataclass and the model class.
+# --- step 1: the model file (here: this test module) -----------------------------------------
 @dataclass
 class Config:
+    """RecentConv's hyperparameters (the guide's shared names: hidden_size, dropout)."""
     hidden_size: int = 32      # d
     kernel_size: int = 3       # k: how many recent items each position mixes
-    dropout_prob: float = 0.1
+    dropout: float = 0.1
 
 
 class RecentConv(SequentialRecommender):
-    """h_t = W . (sum_{j<k} c_j * e_{t-j}) + b: a causal depthwise convolution over the last k
-    item embeddings (e = self.item_embedding), scored against the tied embedding."""
+    """h_t = W (sum_{j<k} c_j * e_{t-j}) + b: a causal depthwise convolution over the last k
+    item embeddings (e = self.item_embedding, c_j = conv.weight[:, 0, k-1-j]), scored against
+    the tied embedding. Symbols -> variables: W, b = proj; c = conv (its bias added too)."""
     Config = Config
-    causal = True   # step 2: declare what the model promises
+    causal = True   # h_t sees items t-k+1 .. t only (padding_invariant follows: True)
 
     def __init__(self, n_items, config):
         super().__init__(n_items, config)
@@ -36,7 +50,7 @@ class RecentConv(SequentialRecommender):
         # left padding of k - 1 and keeping the first L outputs makes the convolution causal
         self.conv = nn.Conv1d(d, d, k, padding=k - 1, groups=d)
         self.proj = nn.Linear(d, d)
-        self.dropout = nn.Dropout(config.dropout_prob)
+        self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, item_seq, seq_len):
         L = item_seq.size(1)
@@ -45,44 +59,92 @@ class RecentConv(SequentialRecommender):
         return self.proj(mixed)
 
 
+def test_step1_the_file_builds_from_its_config_defaults():
+    model = RecentConv(20, Config()).eval()
+    item_seq, seq_len, _ = make_batch(20, batch=3, length=5)
+    assert model(item_seq, seq_len).shape == (3, 5, Config().hidden_size)
+    assert model.full_sort_predict(item_seq, seq_len).shape == (3, 20)
+
+
+# --- step 2: one registry line ---------------------------------------------------------------
 @pytest.fixture
 def registered(monkeypatch):
-    # Step 3: one registry line. In the project this is an entry in models/__init__.py's
-    # REGISTRY; monkeypatch keeps the example out of the other tests' registry.
-    monkeypatch.setitem(models.REGISTRY, "recent_conv", f"{__name__}:RecentConv")
-    return "recent_conv"
+    # In the project this is an entry in models/__init__.py's REGISTRY; monkeypatch keeps the
+    # example out of the other tests' registry.
+    monkeypatch.setitem(models.REGISTRY, NAME, f"{__name__}:RecentConv")
+    return NAME
 
 
-def test_build_by_name_with_overrides(registered):
+def test_step2_register_and_build_by_name(registered):
     model = models.build_model(registered, 20, hidden_size=8, kernel_size=2)
-    assert isinstance(model, RecentConv) and model.config.kernel_size == 2
-    with pytest.raises(ValueError, match="no option"):
+    assert isinstance(model, RecentConv)
+    assert (model.config.hidden_size, model.config.kernel_size, model.config.dropout) == (8, 2, 0.1)
+    with pytest.raises(ValueError, match=r"no option\(s\) \['kernel'\].*'kernel_size'"):
         models.build_model(registered, 20, kernel=2)
 
 
-def test_contract_checks(registered):
-    # Step 4: the contract test's checks (tests/test_model_contract.py runs them on every
-    # name in REGISTRY; here they run on the example).
+# --- step 3: the contract test's checks -------------------------------------------------------
+def test_step3_contract_checks(registered):
+    # tests/test_model_contract.py runs these on every name in REGISTRY; here on the example
     build = builder(registered)
-    for check in (check_declarations, check_shapes, check_gradients, check_save_load,
-                  check_padding_invariance, check_causality):
+    for check in CHECKS:
         check(build)
 
 
-def test_one_epoch_through_the_engine(registered, tmp_path):
-    # Step 5: a short run through the engine, as `snakemake` would start it.
-    engine = pytest.importorskip("recbench.engine")
-    from recbench.batching import SequenceData
+# --- step 4: an equation test against a slow explicit form ------------------------------------
+def test_step4_forward_matches_a_loop_over_positions(registered):
+    torch.manual_seed(0)
+    model = models.build_model(registered, 20, hidden_size=4, kernel_size=3).double().eval()
+    item_seq, seq_len, _ = make_batch(20, batch=2, length=6)
+    E, c, c0 = model.item_embedding.weight, model.conv.weight[:, 0], model.conv.bias  # c (d, k)
+    W, b = model.proj.weight, model.proj.bias
+    k = c.shape[1]
+    want = torch.zeros(2, 6, 4, dtype=torch.float64)
+    for n in range(2):
+        for t in range(6):
+            mixed = c0.clone()
+            for j in range(k):                        # e_{t-j} meets tap k-1-j
+                if t - j >= 0:
+                    mixed += c[:, k - 1 - j] * E[item_seq[n, t - j]]
+            want[n, t] = W @ mixed + b
+    with torch.no_grad():
+        torch.testing.assert_close(model(item_seq, seq_len), want, rtol=1e-12, atol=1e-12)
+
+
+# --- step 5: the guide's config block, expanded and run by the engine ---------------------------
+def guide_config_block() -> dict:
+    """The YAML block of the guide's section 5, for `mymodel` = this example."""
+    section = GUIDE.read_text().split("## 5.")[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    return yaml.safe_load(block.replace("mymodel", NAME))
+
+
+def test_step5_put_it_in_an_experiment(registered, tmp_path):
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+    train = {"epochs": 1, "batch_size": 64, "eval_batch_size": 64, "device": "cpu"}
+    config = {"datasets": ["toy"], "max_lens": [10], "seeds": [1], "model_overrides": {},
+              "groups": {"main": {}}, "run_groups": ["main"], "train_by_dataset": {},
+              "train": train} | guide_config_block()
+    assert config["models"] == ["sasrec", NAME]
+    runs = experiments.all_runs(experiments.expand_groups(config, schema, {"toy": {}}))
+    assert sorted(runs) == ["results/toy/recent_conv/hidden_size=128/L10/seed1",
+                            "results/toy/sasrec/default/L10/seed1"]
+    run = runs["results/toy/recent_conv/hidden_size=128/L10/seed1"]
+    assert run.overrides == {"hidden_size": 128, "dropout": 0.1}
 
     rng = np.random.default_rng(0)
     sequences = [list(rng.integers(1, 30, size=rng.integers(5, 15))) for _ in range(40)]
     data = SequenceData.from_lists(sequences, n_items=30)
-    result = engine.run_training(data, tmp_path / "toy" / registered / "L10" / "seed1", registered,
-                                 model_overrides={"hidden_size": 8},
-                                 train_cfg={"max_len": 10, "epochs": 1, "batch_size": 64,
-                                            "eval_batch_size": 64, "device": "cpu",
-                                            "progress": False, "seed": 1})
+    result = engine.run_training(data, tmp_path / run.path, run.model, run.overrides, run.train,
+                                 dataset=run.dataset, max_len=run.max_len, seed=run.seed,
+                                 variant=run.variant)
+    on_disk = tmp_path / run.path
+    assert (on_disk / "metrics.json").exists()
     assert result["epochs_run"] == 1 and result["n_test_users"] == 40
-    assert 0.0 <= result["test"]["hit@10"] <= 1.0
-    assert result["config"]["model_config"]["hidden_size"] == 8
-    assert (tmp_path / "toy" / registered / "L10" / "seed1" / "metrics.json").exists()
+    assert result["config"]["model_config"] == {"hidden_size": 128, "kernel_size": 3, "dropout": 0.1}
+    # the stored metrics are the per-user test ranks' means (1-based ranks)
+    ranks = pd.read_parquet(on_disk / "test_ranks.parquet")["rank"].to_numpy()
+    assert len(ranks) == 40
+    assert result["test"]["hit@10"] == pytest.approx(np.mean(ranks <= 10), abs=1e-12)
+    ndcg = np.mean([1 / math.log2(r + 1) if r <= 10 else 0.0 for r in ranks])
+    assert result["test"]["ndcg@10"] == pytest.approx(ndcg, abs=1e-6)

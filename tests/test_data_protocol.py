@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 from recbole_reference import recbole_filter, recbole_leave_one_out, recbole_sequences
 
-from recbench.data import (InterFilter, build_sequences, filter_by_inter_num, split_counts,
-                           split_targets, write_parquet_atomic, load_sequences)
+from recbench.io import write_parquet_atomic
+from recbench.preprocess import load_sequences
+from recbench.protocol import (InterFilter, build_sequences, filter_by_inter_num, split_counts,
+                               split_targets)
 
 
 def frame(rows):
@@ -203,7 +205,7 @@ def test_synthetic_is_seeded_long_and_order_predictable():
 def test_chronological_order_is_recboles_two_stable_sorts(kind):
     # RecBole: stable sort by time, then stable sort by user. The fast path packs both keys
     # into one uint64; check it (and the fallback) against the two sorts done the slow way.
-    from recbench.data import chronological_order
+    from recbench.protocol import chronological_order
     rng = np.random.default_rng(0)
     n = 3000
     user = rng.integers(0, 40, n).astype(np.int32)

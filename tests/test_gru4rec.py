@@ -1,6 +1,8 @@
 """GRU4Rec against the GRU equations written out as a Python loop over time, in float64."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -44,9 +46,12 @@ def test_reference_layout():
     """RecBole's layer choices: a bias-free GRU, xavier-initialised (not zero) padding row."""
     model = build_model("gru4rec", 30)
     assert not any("bias" in name for name, _ in model.gru.named_parameters())
-    assert model.item_embedding.weight[0].abs().sum() > 0
+    emb = model.item_embedding.weight                                 # (30, 64)
+    assert emb[0].abs().sum() > 0
+    # xavier_normal_: std = sqrt(2 / (fan_in + fan_out)) over the whole table
+    assert emb.std().item() == pytest.approx(math.sqrt(2 / (64 + 30)), rel=0.08)
     assert (model.config.embedding_size, model.config.hidden_size,
-            model.config.num_layers, model.config.dropout_prob) == (64, 128, 1, 0.3)
+            model.config.num_layers, model.config.dropout) == (64, 128, 1, 0.3)
 
 
 def test_dropout_acts_on_embeddings_in_training_only():

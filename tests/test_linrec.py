@@ -50,7 +50,7 @@ def test_causal_chunks_do_not_change_gradients():
 
 def _model(**overrides):
     torch.manual_seed(0)
-    cfg = dict(hidden_size=8, n_heads=2, inner_size=16, max_len=10, hidden_dropout_prob=0.0)
+    cfg = dict(hidden_size=8, num_heads=2, inner_size=16, max_len=10, dropout=0.0)
     return build_model("linrec", 30, **(cfg | overrides)).double().eval()
 
 
@@ -73,5 +73,5 @@ def test_longer_than_max_len_is_a_clear_error():
 
 
 def test_bad_heads_is_a_clear_error():
-    with pytest.raises(ValueError, match="n_heads"):
-        build_model("linrec", 30, hidden_size=10, n_heads=4)
+    with pytest.raises(ValueError, match="num_heads"):
+        build_model("linrec", 30, hidden_size=10, num_heads=4)

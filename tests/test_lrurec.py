@@ -46,7 +46,7 @@ def test_scan_gradients_match_loop():
 def test_layer_is_the_written_out_recurrence():
     """LN(x + Re(W_out h)) with h_t = lambda h_{t-1} + gamma (W_in x_t + c), complex maths by hand."""
     torch.manual_seed(2)
-    cfg = build_model("lrurec", 5, hidden_size=4, dropout_prob=0.0).config
+    cfg = build_model("lrurec", 5, hidden_size=4, dropout=0.0).config
     layer = LRULayer(cfg).double().eval()
     x = torch.randn(2, 6, 4, dtype=torch.float64)
     nu, theta, gamma = torch.exp(layer.params_log)
@@ -70,7 +70,7 @@ def test_right_padding_equals_the_reference_left_padding():
     """The reference left-pads and cuts the carry out of padding; that equals our right-padded
     run started at position 0: the real positions' states are the same numbers."""
     torch.manual_seed(3)
-    model = build_model("lrurec", 20, hidden_size=4, dropout_prob=0.0).double().eval()
+    model = build_model("lrurec", 20, hidden_size=4, dropout=0.0).double().eval()
     right = torch.tensor([[4, 9, 2, 0, 0, 0]])
     alone = torch.tensor([[4, 9, 2]])
     torch.testing.assert_close(model(right, torch.tensor([3]))[:, :3],
@@ -87,15 +87,31 @@ def test_score_adds_the_item_bias():
 
 
 def test_reference_init():
+    """Every parameter but the LayerNorms and params_log ~ N(0, 0.02) truncated to +-0.04."""
     torch.manual_seed(5)
-    model = build_model("lrurec", 50, r_min=0.8, r_max=0.99)
-    for name, p in model.named_parameters():
-        if "layer_norm" in name or "params_log" in name:
-            continue
-        assert p.abs().max() <= 0.04, name    # N(0, 0.02) truncated to [-0.04, 0.04]
-        assert p.std() > 0.01, name
-    nu, theta, gamma = torch.exp(model.layers[0][0].params_log)
-    radius = torch.exp(-nu)
-    assert radius.min() >= 0.8 - 1e-6 and radius.max() <= 0.99 + 1e-6
-    assert theta.min() >= 0 and theta.max() <= 2 * math.pi
-    torch.testing.assert_close(gamma, torch.sqrt(1 - radius ** 2))
+    model = build_model("lrurec", 50)
+    drawn = [p.detach().flatten() for name, p in model.named_parameters()
+             if "layer_norm" not in name and "params_log" not in name]
+    values = torch.cat(drawn)
+    assert values.abs().max() <= 0.04
+    # the std of N(0, s) truncated to +-2s: s sqrt(1 - 2 * 2 phi(2) / (2 Phi(2) - 1))
+    phi = math.exp(-2) / math.sqrt(2 * math.pi)
+    mass = math.erf(2 / math.sqrt(2))
+    assert values.std().item() == pytest.approx(0.02 * math.sqrt(1 - 4 * phi / mass), rel=0.02)
+    assert all(p.std() > 0 for p in drawn)           # each one drawn, none left at zero
+
+
+def test_lru_init_by_hand():
+    """The LRU init (Orvieto et al. 2023, as the reference): |lambda|^2 = U1 (r_max^2 - r_min^2)
+    + r_min^2, theta = 2 pi U2, gamma = sqrt(1 - |lambda|^2), U1, U2 ~ U[0, 1) per channel,
+    drawn first in the layer."""
+    cfg = build_model("lrurec", 5, hidden_size=4, r_min=0.5, r_max=0.9).config
+    torch.manual_seed(7)
+    layer = LRULayer(cfg)
+    torch.manual_seed(7)
+    u1, u2 = torch.rand(8), torch.rand(8)                            # H = 2 * hidden_size
+    radius_sq = u1 * (0.9 ** 2 - 0.5 ** 2) + 0.5 ** 2
+    nu, theta, gamma = torch.exp(layer.params_log)
+    torch.testing.assert_close(torch.exp(-2 * nu), radius_sq)
+    torch.testing.assert_close(theta, u2 * 2 * math.pi)
+    torch.testing.assert_close(gamma, torch.sqrt(1 - radius_sq))

@@ -1,20 +1,25 @@
-"""The model contract (models/base.py), checked on every registered model.
+"""The model contract (models/base.py), checked on every registered model and on the variants
+whose promises differ from their model's default.
 
 Each check is a plain function taking a `build(seed) -> model` callable, so that
 tests/test_adding_a_model.py runs the very same checks on its example model.
 
 Promises checked:
-  - Config is a dataclass whose defaults build the model; `causal` is a bool;
+  - Config is a dataclass whose defaults build the model; `causal`, `padding_invariant` and
+    `learned` are bools;
   - forward -> (B, L, D) with D the width of the tied output embeddings; full_sort_predict ->
     (B, n_items);
   - one loss backward reaches every trainable parameter (dropout off);
   - state_dict save/load gives identical scores;
-  - padding: more right padding changes neither the prediction nor the hidden states at real
-    positions, for models that promise it (`padding_invariant`, default = `causal`; the
-    reference LinRec and RecGRELA attend over the padded tail, so they do not);
-  - causality (`causal = True`): hidden[:, :t+1] is unchanged when items after t change, and
-    equals the hidden states of the window cut after t.
-Models are shrunk through build_model overrides (TINY) so the whole file runs in seconds.
+  - padding: a model declaring `padding_invariant` (default = `causal`) gives the same
+    prediction and hidden states at real positions with more right padding; one declaring it
+    False must really change its prediction (the reference LinRec and RecGRELA attend over the
+    padded tail; RecBLR's phantom steps count the window length);
+  - causality: a model declaring `causal = True` keeps hidden[:, :t+1] when items after t
+    change, and equals the hidden states of the window cut after t; one declaring False must
+    really break one of the two (for at least one input).
+So a declaration that is false fails either way. Models are shrunk through build_model
+overrides (TINY) so the whole file runs in seconds.
 """
 from __future__ import annotations
 
@@ -32,18 +37,28 @@ B, L, EXTRA = 6, 8, 4
 MAX_LEN = L + EXTRA
 
 # Applied to whichever of these fields a model's Config has: small and fast, still non-trivial.
-TINY = {"hidden_size": 16, "embedding_size": 16, "d_model": 16, "inner_size": 32,
-        "d_state": 4, "max_len": MAX_LEN}
+TINY = {"hidden_size": 16, "embedding_size": 16, "inner_size": 32, "d_state": 4,
+        "max_len": MAX_LEN}
 # Per-model adjustments on top of TINY.
 TINY_BY_MODEL = {"gru4rec": {"hidden_size": 24}}   # keep d_h != d_emb so `dense` is exercised
 
-# Named variants whose promises differ from their model's default (causal options).
-VARIANTS = {"recgrela+causal": ("recgrela", {"causal": True}),
-            "linrec+causal": ("linrec", {"causal": True}),
-            "recblr+no_phantom_steps": ("recblr", {"pad_to_power_of_two": False})}
-# Snapshot: models registered later by other tests are not included.
+# Named variants: options that change a promise (causal), or create other parameters.
+VARIANTS = {
+    "linrec+causal": ("linrec", {"causal": True}),
+    "recblr+no_phantom_steps": ("recblr", {"pad_to_power_of_two": False}),
+    "recgrela+causal": ("recgrela", {"causal": True}),
+    "recgrela+absolute": ("recgrela", {"position_encoding": "absolute"}),
+    "recgrela+absolute+causal": ("recgrela", {"position_encoding": "absolute", "causal": True}),
+    "recgrela+learnable+causal": ("recgrela", {"position_encoding": "learnable", "causal": True}),
+    "recgrela+ablated": ("recgrela", {"position_encoding": "none", "input_proj": False,
+                                      "gate": False, "local_shortcut": False, "drop_path": 0.0,
+                                      "activation": "relu"}),
+}
+# The shipped registry, fixed at import: models registered by other test files are not included.
 MODELS = sorted(REGISTRY) + sorted(VARIANTS)
-ATOL, RTOL = 1e-5, 1e-4
+# The promise checks run in float64: a kept promise holds to rounding (KEPT), a broken one
+# moves some output by more than LEAK, far above float64 rounding even for tiny weights.
+KEPT, LEAK = 1e-10, 1e-8
 
 
 def tiny_overrides(case: str) -> dict:
@@ -87,7 +102,8 @@ def check_declarations(build):
     assert isinstance(model, SequentialRecommender)
     assert dataclasses.is_dataclass(model.Config), "Config must be a @dataclass"
     model.Config()                                   # every field has a (reference) default
-    assert isinstance(model.causal, bool) and isinstance(model.learned, bool)
+    for promise in ("causal", "padding_invariant", "learned"):
+        assert isinstance(getattr(model, promise), bool), f"{promise} must be a bool"
 
 
 def check_shapes(build):
@@ -132,32 +148,60 @@ def check_save_load(build):
 
 
 def check_padding_invariance(build):
-    model = fitted(build(0)).eval()
+    """More right padding: nothing changes if promised; else some prediction must change."""
+    model = fitted(build(0)).double().eval()
     item_seq, seq_len, _ = make_batch(model.n_items)
     longer = torch.cat([item_seq, item_seq.new_zeros(B, EXTRA)], dim=1)     # (B, L + EXTRA)
     with torch.no_grad():
-        torch.testing.assert_close(model.full_sort_predict(longer, seq_len),
-                                   model.full_sort_predict(item_seq, seq_len), atol=ATOL, rtol=RTOL)
+        short_scores = model.full_sort_predict(item_seq, seq_len)
+        long_scores = model.full_sort_predict(longer, seq_len)
+        if not model.padding_invariant:
+            moved = (long_scores - short_scores).abs().max().item()
+            assert moved > LEAK, (f"declares padding_invariant=False, but {EXTRA} more padding "
+                                  f"columns moved no prediction by more than {LEAK} ({moved:.2g})")
+            return
+        torch.testing.assert_close(long_scores, short_scores, atol=KEPT, rtol=KEPT)
         real = item_seq != 0
         torch.testing.assert_close(model(longer, seq_len)[:, :L][real],
-                                   model(item_seq, seq_len)[real], atol=ATOL, rtol=RTOL)
+                                   model(item_seq, seq_len)[real], atol=KEPT, rtol=KEPT)
 
 
-def check_causality(build):
-    model = fitted(build(0)).eval()
+def causality_leaks(model) -> dict[str, float]:
+    """The two ways hidden[:, :t+1] can depend on more than items 0..t, for t = 0, L/2, L-2:
+    the largest change when the items after t change, and the largest difference from the
+    hidden states of the window cut after t (the window length)."""
     g = torch.Generator().manual_seed(2)
     item_seq = torch.randint(1, model.n_items, (B, L), generator=g)
     full = torch.full((B,), L)
+    leaks = {"later items": 0.0, "window cut": 0.0}
     with torch.no_grad():
         hidden = model(item_seq, full)
         for t in (0, L // 2, L - 2):
             changed = item_seq.clone()
             changed[:, t + 1:] = torch.randint(1, model.n_items, (B, L - t - 1), generator=g)
-            torch.testing.assert_close(model(changed, full)[:, : t + 1], hidden[:, : t + 1],
-                                       atol=ATOL, rtol=RTOL, msg=f"future items leak into t <= {t}")
+            moved = (model(changed, full)[:, : t + 1] - hidden[:, : t + 1]).abs().max().item()
             cut = model(item_seq[:, : t + 1], torch.full((B,), t + 1))
-            torch.testing.assert_close(cut, hidden[:, : t + 1], atol=ATOL, rtol=RTOL,
-                                       msg=f"the window cut after {t} encodes differently")
+            differs = (cut - hidden[:, : t + 1]).abs().max().item()
+            leaks["later items"] = max(leaks["later items"], moved)
+            leaks["window cut"] = max(leaks["window cut"], differs)
+    return leaks
+
+
+def check_causality(build):
+    """Causal: no leak beyond rounding. Not causal: some leak must exist."""
+    model = fitted(build(0)).double().eval()
+    leaks = causality_leaks(model)
+    if model.causal:
+        assert max(leaks.values()) <= KEPT, (
+            f"declares causal=True, but hidden[:, :t+1] moves: {leaks}")
+    else:
+        assert max(leaks.values()) > LEAK, (f"declares causal=False, but neither later items nor "
+                                            f"the window length move hidden[:, :t+1]: {leaks}")
+
+
+# every check, in the order the guide lists them (tests/test_adding_a_model.py runs this tuple)
+CHECKS = (check_declarations, check_shapes, check_gradients, check_save_load,
+          check_padding_invariance, check_causality)
 
 
 # --- parametrised over the registry ---------------------------------------------------------
@@ -190,17 +234,49 @@ def test_save_load_round_trip(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_padding_invariance(name):
-    if not builder(name)().padding_invariant:
-        pytest.skip(f"{name} does not promise padding invariance (it reads the padded tail)")
+def test_padding_declaration_holds(name):
     check_padding_invariance(builder(name))
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_causality(name):
-    if not builder(name)().causal:
-        pytest.skip(f"{name} is not causal")
+def test_causal_declaration_holds(name):
     check_causality(builder(name))
+
+
+def test_every_registered_model_and_both_promises_are_covered():
+    """The parametrisation above really reaches each model and each kind of declaration."""
+    built = {name: builder(name)() for name in MODELS}
+    assert set(REGISTRY) <= set(MODELS)
+    for promise in ("causal", "padding_invariant"):
+        assert {getattr(m, promise) for m in built.values()} == {True, False}, promise
+
+
+@pytest.mark.parametrize("claim", ["causal", "padding_invariant"])
+def test_a_false_declaration_fails(claim):
+    """The reference LinRec (non-causal, reads the padded tail) passes with its own declarations
+    and fails when it claims to be causal or padding invariant."""
+    build = builder("linrec")
+    check = {"causal": check_causality, "padding_invariant": check_padding_invariance}[claim]
+    check(build)
+
+    def lying(seed=0):
+        model = build(seed)
+        if claim == "causal":
+            model.causal = True                 # LinRec sets it per instance, from its Config
+        else:                                   # a property in models/base.py: subclass it
+            model.__class__ = type("LyingLinRec", (type(model),), {"padding_invariant": True})
+        return model
+    with pytest.raises(AssertionError):
+        check(lying)
+
+
+@pytest.mark.parametrize("toy", ["toy_causal", "toy_noncausal"])
+def test_the_engine_tests_toy_models_keep_the_contract(toy, monkeypatch):
+    """tests/toy_models.py stands in for real models in the engine tests: its declarations
+    must be as true as theirs."""
+    monkeypatch.setitem(REGISTRY, toy, f"toy_models:{'ToyCausal' if toy == 'toy_causal' else 'ToyNonCausal'}")
+    for check in CHECKS:
+        check(builder(toy))
 
 
 def test_popularity_scores_are_the_fitted_counts():

@@ -24,9 +24,9 @@ TINY = dict(hidden_size=8, num_heads=2, num_layers=2, chunk_size=3)
 def tiny(n_items=13, seed=0, dtype=torch.float64, **overrides):
     torch.manual_seed(seed)
     model = build_model("recgrela", n_items, **{**TINY, **overrides}).to(dtype).eval()
-    with torch.no_grad():  # non-trivial biases and LN affine, so that every term is exercised
+    with torch.no_grad():  # non-trivial biases, LN affine and positions: every term is exercised
         for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name:
+            if name.endswith("bias") or "norm" in name or name.startswith("position_"):
                 p.add_(0.1 * torch.randn_like(p))
     return model
 
@@ -41,7 +41,9 @@ def batch(n_items=13, B=2, L=7, seed=1):
 
 # --- the slow reference ----------------------------------------------------------------
 @torch.no_grad()
-def slow_forward(model: RecGRELA, item_seq: torch.Tensor) -> torch.Tensor:
+def slow_forward(model: RecGRELA, item_seq: torch.Tensor, path_scale=None) -> torch.Tensor:
+    """Every option's equations, one user, position, head and rotation pair at a time.
+    path_scale[layer][b]: DropPath's multiplier of user b's GRELA branch (None: eval, 1)."""
     cfg = model.config
     D, H = cfg.hidden_size, cfg.num_heads
     hd = D // H
@@ -58,32 +60,43 @@ def slow_forward(model: RecGRELA, item_seq: torch.Tensor) -> torch.Tensor:
     def phi(x):  # ELU(x) + 1
         return torch.where(x > 0, x + 1, torch.exp(x))
 
-    def silu(x):
-        return x / (1 + torch.exp(-x))
+    acts = {"silu": lambda x: x / (1 + torch.exp(-x)),
+            "gelu": lambda x: 0.5 * x * (1 + torch.erf(x / math.sqrt(2))),
+            "relu": lambda x: torch.where(x > 0, x, torch.zeros_like(x))}
+    gate_act = acts[cfg.activation or "silu"]        # reference: SiLU gate, GELU MLP
+    mlp_act = acts[cfg.activation or "gelu"]
+    silu = acts["silu"]                              # the local shortcut's, in every variant
 
-    def gelu(x):
-        return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+    def angle(pos, m):
+        if cfg.position_encoding == "rope":          # pos * base^(-2m / D)
+            return pos * cfg.rope_base ** (-m / (D // 2))
+        return model.position_angles[pos, m].item()  # "learnable": the learned phase table
 
     def rotate(x, pos):
-        if not cfg.rope:
+        if cfg.position_encoding not in ("rope", "learnable"):
             return x
         out = x.clone()
         for m in range(D // 2):
-            angle = pos * cfg.rope_base ** (-m / (D // 2))
-            c, s = math.cos(angle), math.sin(angle)
+            c, s = math.cos(angle(pos, m)), math.sin(angle(pos, m))
             out[2 * m] = x[2 * m] * c - x[2 * m + 1] * s
             out[2 * m + 1] = x[2 * m] * s + x[2 * m + 1] * c
         return out
 
+    def embed(b, i):
+        e = model.item_embedding.weight[item_seq[b, i]]
+        if cfg.position_encoding == "absolute":      # APE: P_i added to the item embedding
+            e = e + model.position_embedding.weight[i]
+        return ln(model.emb_norm, e)
+
     def mlp(blk, x):
-        return lin(blk.mlp.fc2, gelu(lin(blk.mlp.fc1, x)))
+        return lin(blk.mlp.fc2, mlp_act(lin(blk.mlp.fc1, x)))
 
     hidden = torch.zeros(B, L, D, dtype=torch.float64)
     for b in range(B):
-        X = [ln(model.emb_norm, model.item_embedding.weight[item_seq[b, i]]) for i in range(L)]
-        for blk in model.blocks:
+        X = [embed(b, i) for i in range(L)]
+        for layer, blk in enumerate(model.blocks):
             Hn = [ln(blk.norm1, X[i]) for i in range(L)]
-            V = [lin(blk.in_proj, Hn[i]) for i in range(L)]
+            V = [lin(blk.in_proj, Hn[i]) if cfg.input_proj else Hn[i] for i in range(L)]
             QK = [lin(blk.rela.qk, V[i]) for i in range(L)]
             Q = [phi(qk[:D]) for qk in QK]
             K = [phi(qk[D:]) for qk in QK]
@@ -108,8 +121,8 @@ def slow_forward(model: RecGRELA, item_seq: torch.Tensor) -> torch.Tensor:
                             conv = conv + w[:, k - 1 - lag] * V[i - lag]
                     y = y + silu(conv)
                 if cfg.gate:
-                    y = y * silu(lin(blk.act_proj, Hn[i]))
-                Y = lin(blk.out_proj, y)
+                    y = y * gate_act(lin(blk.act_proj, Hn[i]))
+                Y = lin(blk.out_proj, y) * (1.0 if path_scale is None else path_scale[layer][b])
                 if cfg.num_layers == 1:
                     new_X.append(mlp(blk, ln(blk.norm2, Y)))     # no residuals at all
                 else:
@@ -122,16 +135,26 @@ def slow_forward(model: RecGRELA, item_seq: torch.Tensor) -> torch.Tensor:
 
 VARIANTS = [
     {},
-    {"rope": False},
+    {"position_encoding": "none"},
+    {"position_encoding": "absolute"},
+    {"position_encoding": "learnable"},
+    {"activation": "silu"},
+    {"activation": "gelu"},
+    {"activation": "relu"},
+    {"input_proj": False},
     {"local_shortcut": False},
     {"gate": False},
     {"num_layers": 1},
-    {"rope": False, "local_shortcut": False, "gate": False},
+    {"position_encoding": "none", "local_shortcut": False, "gate": False, "input_proj": False},
 ]
 
 
+def variant_id(v):
+    return ",".join(f"{k}={x}" for k, x in v.items()) or "default"
+
+
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default")
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
 def test_forward_matches_slow_reference(causal, variant):
     model = tiny(causal=causal, **variant)
     seq, seq_len = batch()
@@ -146,6 +169,27 @@ def test_causal_chunking_does_not_change_the_result(chunk_size):
     seq, seq_len = batch(L=9)
     with torch.no_grad():
         assert (model(seq, seq_len) - slow_forward(model, seq)).abs().max().item() < 1e-9
+
+
+@pytest.mark.parametrize("drop_path", [0.0, 0.5])
+@pytest.mark.parametrize("num_layers", [2, 1])
+def test_drop_path_in_training_scales_whole_users_branches(drop_path, num_layers):
+    """DropPath (timm, scale_by_keep): in training, user b's GRELA branch of each block is
+    multiplied by Bernoulli(1 - p) / (1 - p), one draw per user and block, in block order
+    (dropout 0: nothing else draws). drop_path = 0 ("w/o DropPath") is the identity."""
+    model = tiny(num_layers=num_layers, dropout=0.0, drop_path=drop_path).train()
+    seq, seq_len = batch(B=2)
+    keep = 1.0 - drop_path
+    torch.manual_seed(11)
+    with torch.no_grad():
+        got = model(seq, seq_len)
+    torch.manual_seed(11)
+    scale = [torch.empty(2, 1, 1, dtype=torch.float64).bernoulli_(keep).div_(keep).flatten().tolist()
+             if drop_path else [1.0, 1.0] for _ in range(num_layers)]
+    assert (got - slow_forward(model, seq, scale)).abs().max().item() < 1e-9
+    if drop_path:   # the seed was chosen so that some branch is dropped and some kept
+        flat = [x for layer in scale for x in layer]
+        assert 0.0 in flat and 2.0 in flat
 
 
 def test_one_layer_branch_has_no_residual_by_hand():

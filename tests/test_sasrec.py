@@ -24,7 +24,7 @@ def reference_forward(model, item_seq):
     softmax weight, every other key exactly 0; post-LN residual sublayers."""
     c = model.config
     B, L = item_seq.shape
-    dh = c.hidden_size // c.n_heads
+    dh = c.hidden_size // c.num_heads
     x = model.item_embedding.weight[item_seq] + model.position_embedding.weight[:L]
     x = layer_norm(x, model.LayerNorm)
     for block in model.blocks:
@@ -34,21 +34,21 @@ def reference_forward(model, item_seq):
         for b in range(B):
             for t in range(L):
                 allowed = [j for j in range(t + 1) if item_seq[b, j] != 0]
-                for h in range(c.n_heads):
+                for h in range(c.num_heads):
                     cols = slice(h * dh, (h + 1) * dh)
                     s = torch.stack([q[b, t, cols] @ k[b, j, cols] for j in allowed])
                     s = s / math.sqrt(dh)
                     w = torch.softmax(s, dim=0)
                     context[b, t, cols] = sum(w[i] * v[b, j, cols] for i, j in enumerate(allowed))
         x = layer_norm(x + context @ att.dense.weight.T + att.dense.bias, att.LayerNorm)
-        inner = gelu(x @ ffn.dense_1.weight.T + ffn.dense_1.bias)
-        x = layer_norm(x + inner @ ffn.dense_2.weight.T + ffn.dense_2.bias, ffn.LayerNorm)
+        inner = gelu(x @ ffn.w_1.weight.T + ffn.w_1.bias)
+        x = layer_norm(x + inner @ ffn.w_2.weight.T + ffn.w_2.bias, ffn.layer_norm)
     return x
 
 
 def tiny(attention):
     torch.manual_seed(0)
-    return build_model("sasrec", 25, hidden_size=8, n_heads=2, inner_size=16, max_len=6,
+    return build_model("sasrec", 25, hidden_size=8, num_heads=2, inner_size=16, max_len=6,
                        attention=attention).double().eval()
 
 
@@ -92,5 +92,7 @@ def test_window_longer_than_position_table_is_refused():
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="attention"):
         build_model("sasrec", 25, attention="flash")
-    with pytest.raises(ValueError, match="n_heads"):
-        build_model("sasrec", 25, hidden_size=10, n_heads=3)
+    with pytest.raises(ValueError, match="num_heads"):
+        build_model("sasrec", 25, hidden_size=10, num_heads=3)
+    with pytest.raises(ValueError, match=r"hidden_act: 'gelu_new'.*'gelu_recbole'"):
+        build_model("sasrec", 25, hidden_act="gelu_new")

@@ -1,7 +1,8 @@
 """Tiny models for engine tests only (not part of the suite).
 
 ToyCausal:    h_t = W · mean(e_1 .. e_t), then dropout: hidden[:, t] sees items <= t only.
-ToyNonCausal: every position gets the mean over the WHOLE real sequence (sees the future).
+ToyNonCausal: every position gets the mean over the WHOLE real sequence (sees the future; more
+              right padding changes nothing).
 Options: `sleep` slows each training step (resume test), `nan_after_calls` makes the output NaN
 after that many training forward calls (divergence test).
 """
@@ -53,6 +54,7 @@ class ToyCausal(SequentialRecommender):
 
 class ToyNonCausal(ToyCausal):
     causal = False
+    padding_invariant = True   # padding rows are zero (padding_idx) and seq_len counts real items
 
     def mix(self, emb, seq_len):
         mean = emb.sum(1) / seq_len[:, None].to(emb.dtype)              # (B, D) all real items

@@ -1,0 +1,201 @@
+"""Experiment groups: the config's named groups expanded into runs, checked before any job.
+
+A run is identified by (dataset, model, variant, max_len, seed) and lives in
+`results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/`. Its variant is a readable name
+made from the model options it sets that differ from the model's own defaults
+(`num_layers=1`, `gate=false+local_shortcut=false`); `default` when there are none. So two
+runs with different options never share a folder, and the same run asked for by two groups
+(Table 2's RecGRELA and Table 3's 4-layer row) is trained once.
+
+A group (config key `groups`) is a block of lists whose cross product gives its runs:
+
+    datasets, models, max_lens, seeds    default: the config's top-level lists
+    overrides                            list of model-option dicts (default [{}]); each applies
+                                         to every model of the group that has those options
+    train                                train settings for this group only (epochs, ...)
+    sweeps                               {name: partial block}: one-factor sweeps; each is
+                                         merged over the group's own block and expanded alone
+
+Train settings of a run: config `train`, then `train_by_dataset[dataset]`, then the group's.
+Everything a user can get wrong (a model name, an option name or value, a group name, two
+groups asking for the same run with different settings) fails here, when the workflow is
+built, naming what is wrong, instead of hours later in a training job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+
+import jsonschema
+
+from models import REGISTRY, model_class
+from recbench.report import variant_name
+
+GROUP_KEYS = {"description", "paper", "datasets", "models", "max_lens", "seeds", "overrides", "train",
+              "sweeps"}
+
+
+class ConfigError(ValueError):
+    """A config mistake found when the workflow is built; the message names the key."""
+
+
+def _fields(model: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(model_class(model).Config)} - {"max_len"}
+
+
+def model_defaults(model: str) -> dict:
+    """The model's Config defaults (the reference hyperparameters)."""
+    return dataclasses.asdict(model_class(model).Config())
+
+
+def check_model_options(model: str, overrides: dict, where: str) -> None:
+    """Unknown model, unknown option or a value the model's Config refuses -> ConfigError."""
+    if model not in REGISTRY:
+        raise ConfigError(f"{where}: unknown model {model!r}; registered models "
+                          f"(models/__init__.py): {sorted(REGISTRY)}")
+    fields = _fields(model)
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: model {model!r} has no option(s) {unknown}; its options: "
+                          f"{sorted(fields)}")
+    try:
+        model_class(model).Config(**overrides)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: model {model!r} refuses {overrides}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    model: str
+    variant: str
+    max_len: int
+    seed: int
+    overrides: dict = field(compare=False, hash=False)
+    train: dict = field(compare=False, hash=False)
+
+    def identity(self) -> dict:
+        return {"dataset": self.dataset, "model": self.model, "variant": self.variant,
+                "max_len": self.max_len, "seed": self.seed}
+
+    @property
+    def path(self) -> str:
+        return (f"results/{self.dataset}/{self.model}/{self.variant}/L{self.max_len}/"
+                f"seed{self.seed}")
+
+
+def _blocks(name: str, group: dict, config: dict):
+    """(section, where, block) triples of a group: the group itself (section ""), or one per
+    sweep (section = the sweep's name)."""
+    unknown = sorted(set(group) - GROUP_KEYS)
+    if unknown:
+        raise ConfigError(f"config groups.{name}: unknown key(s) {unknown}; "
+                          f"allowed: {sorted(GROUP_KEYS)}")
+    base = {k: group.get(k, config[k]) for k in ("datasets", "models", "max_lens", "seeds")}
+    base["overrides"] = group.get("overrides", [{}])
+    base["train"] = group.get("train", {})
+    sweeps = group.get("sweeps") or {}
+    if not sweeps:
+        return [("", f"groups.{name}", base)]
+    blocks = []
+    for sweep, part in sweeps.items():
+        where = f"groups.{name}.sweeps.{sweep}"
+        bad = sorted(set(part) - (GROUP_KEYS - {"sweeps", "description", "paper"}))
+        if bad:
+            raise ConfigError(f"config {where}: unknown key(s) {bad}")
+        blocks.append((sweep, where,
+                       base | part | {"train": base["train"] | part.get("train", {})}))
+    return blocks
+
+
+def _check_train(settings: dict, schema: dict, where: str) -> None:
+    """Partial train settings against config/schema.yaml's `train` properties."""
+    props = schema["properties"]["train"]["properties"]
+    unknown = sorted(set(settings) - set(props))
+    if unknown:
+        raise ConfigError(f"config {where}: unknown train key(s) {unknown}; known: {sorted(props)}")
+    for key, value in settings.items():
+        try:
+            jsonschema.validate(value, props[key])
+        except jsonschema.ValidationError as err:
+            raise ConfigError(f"config {where}.{key}: {err.message}") from None
+
+
+def expand_groups(config: dict, schema: dict,
+                  datasets: dict) -> dict[str, dict[str, list[Run]]]:
+    """{group: {section: [Run, ...]}} for every group named in `run_groups`, each run checked;
+    a group's sections are its sweeps, or the one section "" without sweeps.
+
+    `config` is the validated config (defaults filled), `schema` config/schema.yaml as a dict,
+    `datasets` the dataset registry (names only are used).
+    """
+    groups = config["groups"]
+    unknown = [g for g in config["run_groups"] if g not in groups]
+    if unknown:
+        raise ConfigError(f"config run_groups: unknown group(s) {unknown}; defined in config "
+                          f"'groups': {sorted(groups)}")
+    for dataset, settings in config["train_by_dataset"].items():
+        if dataset not in datasets:
+            raise ConfigError(f"config train_by_dataset: unknown dataset {dataset!r}; known: "
+                              f"{sorted(datasets)}")
+        _check_train(settings, schema, f"train_by_dataset.{dataset}")
+    for model, over in config["model_overrides"].items():
+        check_model_options(model, over, f"config model_overrides.{model}")
+
+    runs: dict[str, dict[str, list[Run]]] = {}
+    seen: dict[str, tuple[str, Run]] = {}
+    for name in config["run_groups"]:
+        runs[name] = {}
+        blocks = _blocks(name, groups[name], config)
+        for section, where, block in blocks:
+            found = runs[name].setdefault(section, [])
+            _check_train(block["train"], schema, f"{where}.train")
+            missing = [d for d in block["datasets"] if d not in datasets]
+            if missing:
+                raise ConfigError(f"config {where}: unknown dataset(s) {missing}; known "
+                                  f"(config/datasets.yaml or 'dataset_registry'): "
+                                  f"{sorted(datasets)}")
+            for model in block["models"]:
+                check_model_options(model, {}, f"config {where}.models")
+            for over in block["overrides"]:   # each option set must fit some model of the block
+                if not any(set(over) <= _fields(m) for m in block["models"]):
+                    check_model_options(block["models"][0], over, f"config {where}.overrides")
+            for dataset, model, over, max_len, seed in itertools.product(
+                    block["datasets"], block["models"], block["overrides"], block["max_lens"],
+                    block["seeds"]):
+                if not set(over) <= _fields(model):
+                    continue                          # options meant for another model
+                options = config["model_overrides"].get(model, {}) | over
+                check_model_options(model, options, f"config {where}.overrides")
+                train = (config["train"] | config["train_by_dataset"].get(dataset, {})
+                         | block["train"])
+                run = Run(dataset, model, variant_name(options, model_defaults(model)),
+                          int(max_len), int(seed), options, train)
+                if run.path in seen:
+                    other_where, other = seen[run.path]
+                    if other.train != run.train:
+                        diff = sorted(k for k in run.train | other.train
+                                      if run.train.get(k) != other.train.get(k))
+                        raise ConfigError(f"config {where} and {other_where} both ask for "
+                                          f"{run.path} with different train settings {diff}; "
+                                          "give one of them other seeds or the same settings")
+                    run = other
+                else:
+                    seen[run.path] = (where, run)
+                if run not in found:
+                    found.append(run)
+        if not group_runs(runs, name) and any(block["models"] for _, _, block in blocks):
+            raise ConfigError(f"config groups.{name}: expands to no run (do its overrides "
+                              f"match options of its models {groups[name].get('models')}?)")
+    return runs
+
+
+def group_runs(groups: dict, name: str) -> list[Run]:
+    """The runs of group `name`, each once, in section order."""
+    return list({run.path: run for section in groups[name].values() for run in section}.values())
+
+
+def all_runs(groups: dict) -> dict[str, Run]:
+    """Every run once, by results path."""
+    return {run.path: run for name in groups for run in group_runs(groups, name)}

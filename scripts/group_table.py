@@ -1,0 +1,56 @@
+"""Rule group_table: the runs of one experiment group -> reports/tables/{group}.*.
+
+The group's `paper` block decides the layout (recbench/tables.py): `table2` is Table 2's
+(models as columns, ours beside the paper's, paired tests from the per-user test ranks),
+`table3` Table 3's, anything else one table per sweep and (dataset, model): rows = variants,
+or max_len values when only the window length varies.
+"""
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from recbench.report import paper_numbers
+from recbench.rule_script import run_rule
+from recbench.tables import (Table, group_table, layers_table, main_table, run_key, to_latex,
+                             to_markdown)
+from recbench.io import write_text_atomic
+
+
+def section_tables(block, members, runs, ranks, paper) -> list[Table]:
+    unique = lambda key: list(dict.fromkeys(m[key] for m in members))
+    datasets, max_lens, variants = unique("dataset"), sorted(unique("max_len")), unique("variant")
+    if block == "table2":
+        return [main_table(runs, paper, max_len=L, test_ranks=ranks, datasets=datasets)
+                for L in max_lens]
+    pairs = list(dict.fromkeys((m["dataset"], m["model"]) for m in members))
+    if block == "table3":
+        return [layers_table(runs, paper, dataset=d, model=m, max_len=L)
+                for d, m in pairs for L in max_lens]
+    if len(max_lens) > 1 and len(variants) == 1:
+        return [group_table(runs, paper, dataset=d, model=m, by="max_len", rows=max_lens,
+                            variant=variants[0], block=block) for d, m in pairs]
+    return [group_table(runs, paper, dataset=d, model=m, max_len=L, rows=variants, block=block)
+            for d, m in pairs for L in max_lens]
+
+
+def main(group: str, layout: dict, metrics_files: list[str], paper_yaml: str, out) -> None:
+    runs = [json.loads(Path(f).read_text()) for f in metrics_files]
+    ranks = {run_key(run): pd.read_parquet(Path(f).with_name("test_ranks.parquet"))
+             for run, f in zip(runs, metrics_files) if run["status"] == "ok"}
+    paper = paper_numbers(paper_yaml)
+    tables = []
+    for section, members in layout["sections"].items():
+        for table in section_tables(layout["paper"], members, runs, ranks, paper):
+            table.title = f"{group}{f' ({section})' if section else ''}: {table.title}"
+            tables.append(table)
+    head = f"{layout['description']}\n\n" if layout["description"] else ""
+    write_text_atomic(out.md, head + "\n\n".join(to_markdown(t) for t in tables))
+    write_text_atomic(out.csv, pd.concat([t.data.assign(table=t.title) for t in tables])
+                      .to_csv(index=False))
+    write_text_atomic(out.tex, "\n\n".join(to_latex(t) for t in tables))
+
+
+run_rule(snakemake, lambda: main(snakemake.wildcards.group, snakemake.params.layout,
+                                 snakemake.input.metrics, snakemake.input.paper,
+                                 snakemake.output))

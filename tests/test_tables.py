@@ -1,0 +1,215 @@
+"""Paper-layout tables on a tiny hand-made results tree: seeds, marks, Improv., reasons, tests."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbench.report import paper_numbers
+from recbench.tables import (group_table, layers_table, main_table, run_key, runs_table,
+                             stats_table, to_latex, to_markdown, write_table)
+
+PAPER = paper_numbers(Path(__file__).resolve().parents[1] / "reports" / "paper_numbers.yaml")
+USERS = [f"u{i}" for i in range(200)]
+OOM = ("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 139.8 "
+       "GiB of which 1.2 GiB is free.")
+
+
+def write_run(root, model, seed, ndcg10=None, status="ok", reason=None, variant="default",
+              max_len=200, ranks=None, dataset="ml-1m", memory_mb=2048.0):
+    """One run folder as the workflow writes it. Only ndcg@10 is set by hand; the other
+    metrics are ndcg@10 + fixed offsets so that rows differ."""
+    run = root / dataset / model / variant / f"L{max_len}" / f"seed{seed}"
+    run.mkdir(parents=True)
+    test = ({"hit@5": ndcg10 + 0.05, "ndcg@5": ndcg10 - 0.03, "mrr@5": ndcg10 - 0.05,
+             "hit@10": ndcg10 + 0.13, "ndcg@10": ndcg10, "mrr@10": ndcg10 - 0.04}
+            if status == "ok" else {})
+    (run / "metrics.json").write_text(json.dumps({
+        "dataset": dataset, "model": model, "variant": variant, "max_len": max_len,
+        "seed": seed, "status": status, "reason": reason, "valid": test, "test": test,
+        "best_epoch": 3 if status == "ok" else None, "epochs_run": 5,
+        "seconds_per_epoch": 10.0 + seed, "peak_memory_mb": memory_mb,
+        "peak_memory_kind": "cuda_max_allocated", "device": "cuda:0"}))
+    if ranks is not None:
+        pd.DataFrame({"user_id": USERS, "rank": ranks}).to_parquet(run / "test_ranks.parquet")
+
+
+def read_tree(root):
+    """What the table scripts do: every metrics.json, and the test ranks beside it."""
+    runs, ranks = [], {}
+    for path in sorted(Path(root).rglob("metrics.json")):
+        run = json.loads(path.read_text())
+        runs.append(run)
+        if (path.parent / "test_ranks.parquet").exists():
+            ranks[run_key(run)] = pd.read_parquet(path.parent / "test_ranks.parquet")
+    return runs, ranks
+
+
+@pytest.fixture
+def tree(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "results"
+    # RecGRELA: 3 seeds, ndcg@10 0.20, 0.21, 0.25 -> mean 0.22, std (ddof=1) sqrt(7e-4).
+    for seed, v in ((1, 0.20), (2, 0.21), (3, 0.25)):
+        write_run(root, "recgrela", seed, v, ranks=rng.integers(1, 4, 200))     # ranks 1-3
+    # SIGMA: 2 seeds 0.18, 0.20 -> 0.19 (second best); ranks 4-12: worse on every user.
+    for seed, v in ((1, 0.18), (2, 0.20)):
+        write_run(root, "sigma", seed, v, ranks=rng.integers(4, 13, 200))
+    write_run(root, "recblr", 1, 0.17, ranks=rng.integers(4, 13, 200))
+    write_run(root, "recblr", 2, status="failed", reason="loss is NaN at epoch 3")
+    write_run(root, "linrec", 1, status="oom", reason=OOM)
+    write_run(root, "recgrela", 1, 0.10, max_len=50)               # another setting: not mixed in
+    write_run(root, "recgrela", 1, 0.19, variant="position_encoding=none")
+    write_run(root, "recgrela", 1, 0.18, variant="num_layers=2", memory_mb=1536.0)
+    return root
+
+
+def cell(table, row, column):
+    return table.cells.loc[row, column]
+
+
+def test_table2_cells_marks_improv_and_significance(tree):
+    runs, ranks = read_tree(tree)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks)
+    ours, paper = ("ML-1M", "NDCG@10", "ours"), ("ML-1M", "NDCG@10", "paper")
+    std = math.sqrt(((0.20 - 0.22) ** 2 + (0.21 - 0.22) ** 2 + (0.25 - 0.22) ** 2) / (3 - 1))
+    assert f"{std:.4f}" == "0.0265"
+    assert cell(table, ours, "RecGRELA") == "0.2200 ± 0.0265 (n=3) *"
+    assert cell(table, ours, "SIGMA") == "0.1900 ± 0.0141 (n=2)"    # sqrt(2e-4), ddof=1
+    assert cell(table, paper, "RecGRELA") == "0.1959" and cell(table, paper, "SIGMA") == "0.1898"
+    # Marks among ours: RecGRELA best, SIGMA second, nothing on the paper row.
+    assert table.marks.loc[ours, "RecGRELA"] == "best"
+    assert table.marks.loc[ours, "SIGMA"] == "second"
+    assert (table.marks.loc[ours].drop(["RecGRELA", "SIGMA"]) == "").all()
+    assert (table.marks.loc[paper] == "").all()
+    # Improv.: 0.22 / 0.19 - 1 = 15.79% (ours) beside the printed 2.19%.
+    assert cell(table, ours, "Improv.") == "15.79%" and cell(table, paper, "Improv.") == "2.19%"
+    # Runs that did not give a number say why.
+    assert cell(table, ours, "LRURec") == "not run"
+    assert cell(table, ours, "LinRec").startswith("OOM at L=200: CUDA out of memory.")
+    assert cell(table, ours, "LinRec").endswith("...")          # shortened in the cell
+    assert cell(table, ours, "RecBLR") == ("0.1700 (n=1) (+1 not ok: failed: loss is NaN at "
+                                           "epoch 3)")
+    data = table.data.set_index(["metric", "model"])
+    assert data.loc[("ndcg@10", "linrec"), "problems"] == f"OOM at L=200: {OOM}"   # whole
+    assert data.loc[("ndcg@10", "recgrela"), "ours_mean"] == pytest.approx(0.22)
+    assert data.loc[("ndcg@10", "improv"), "best_baseline"] == "sigma"
+    assert data.loc[("ndcg@10", "recgrela"), "p_holm_vs_best"] < 1e-10
+    assert any("Wilcoxon" in n and "Holm" in n and "200 users" in n for n in table.notes)
+    assert any("leave-one-out" in n and "max_len 200" in n for n in table.notes)
+
+
+def test_markdown_and_latex_render_marks(tree, tmp_path):
+    runs, ranks = read_tree(tree)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"])
+    md = to_markdown(table)
+    assert "| ML-1M | NDCG@10 | ours |" in md and "|  |  | paper |" in md
+    assert "**0.2200 ± 0.0265 (n=3) \\***" in md and "<u>0.1900 ± 0.0141 (n=2)</u>" in md
+    tex = to_latex(table)
+    assert "\\begin{tabular}" in tex and "\\end{tabular}" in tex and "\\toprule" in tex
+    assert "\\textbf{0.2200 $\\pm$ 0.0265 (n=3) *}" in tex
+    assert "\\underline{0.1900 $\\pm$ 0.0141 (n=2)}" in tex
+    assert "15.79\\%" in tex and "max\\_len" in tex and "p \\textless{} 0.05" in tex
+    write_table(table, tmp_path / "t2.md", tmp_path / "t2.csv", tmp_path / "t2.tex")
+    assert (tmp_path / "t2.md").read_text() == md and (tmp_path / "t2.tex").read_text() == tex
+    csv = pd.read_csv(tmp_path / "t2.csv").set_index("model")
+    assert csv.loc["recgrela", "ours_mean"] == pytest.approx(0.22)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_no_mark_when_the_reference_is_not_significantly_better(tree):
+    runs, ranks = read_tree(tree)
+    same = ranks[("ml-1m", "recgrela", "default", 200, 1)]
+    for key in list(ranks):
+        ranks[key] = same                     # every model ranks every user identically
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"])
+    assert cell(table, ("ML-1M", "NDCG@10", "ours"), "RecGRELA") == "0.2200 ± 0.0265 (n=3)"
+    # Without ranks there is no test, and the note says so instead of crashing.
+    table = main_table(runs, PAPER, max_len=200, metrics=["ndcg@10"])
+    assert not cell(table, ("ML-1M", "NDCG@10", "ours"), "RecGRELA").endswith("*")
+    assert any("Not tested" in n and "ranks missing" in n for n in table.notes)
+
+
+def test_paper_values_only_beside_the_same_max_len(tree):
+    runs, _ = read_tree(tree)
+    table = main_table(runs, PAPER, max_len=50, metrics=["ndcg@10"])
+    assert cell(table, ("ML-1M", "NDCG@10", "ours"), "RecGRELA") == "0.1000 (n=1)"
+    assert (table.cells.loc[("ML-1M", "NDCG@10", "paper")] == "n/a").all()
+
+
+def test_nothing_run_still_renders_the_paper_layout():
+    table = main_table([], PAPER, max_len=200, metrics=["hit@10"])
+    assert list(table.cells.index.get_level_values("dataset").unique()) == [
+        "ML-1M", "ML-20M", "ML-32M", "LFM-1B", "Netflix"]
+    assert (table.cells.xs("ours", level="source").drop(columns="Improv.") == "not run").all().all()
+    assert cell(table, ("Netflix", "HR@10", "paper"), "RecGRELA") == "0.1386"
+    assert "**" not in to_markdown(table)
+
+
+def test_layers_table_beside_table3(tree):
+    runs, _ = read_tree(tree)
+    table = layers_table(runs, PAPER)
+    assert list(table.cells.index.get_level_values("variant").unique()) == [
+        "1 (num_layers=1)", "2 (num_layers=2)", "3 (num_layers=3)", "4 (default)",
+        "5 (num_layers=5)", "6 (num_layers=6)"]
+    assert cell(table, ("2 (num_layers=2)", "ours"), "NDCG@10") == "0.1800 (n=1)"
+    assert cell(table, ("2 (num_layers=2)", "ours"), "memory (GB)") == "1.50 (n=1)"  # 1536/1024
+    assert cell(table, ("4 (default)", "ours"), "s/epoch") == "12.00 ± 1.00 (n=3)"   # 11, 12, 13
+    assert cell(table, ("4 (default)", "paper"), "memory (GB)") == "12.70"
+    assert cell(table, ("4 (default)", "paper"), "HR@5") == "0.1865"       # Table 3's own
+    assert cell(table, ("1 (num_layers=1)", "ours"), "HR@5") == "not run"
+    assert any("cuda_max_allocated" in n for n in table.notes)
+
+
+def test_group_table_labels_variants_and_adds_unlisted_ones(tree):
+    runs, _ = read_tree(tree)
+    table = group_table(runs, PAPER, dataset="ml-1m", model="recgrela", max_len=200,
+                        block="fig4", metrics=["ndcg@10", "mrr@10"])
+    names = list(table.cells.index.get_level_values("variant").unique())
+    assert names[-1] == "num_layers=2"             # run, but not in Fig. 4: appended, no label
+    row = ("w/o RoPE (position_encoding=none)", "ours")
+    assert cell(table, row, "NDCG@10") == "0.1900 (n=1)"
+    assert cell(table, ("w/o RoPE (position_encoding=none)", "paper"), "NDCG@10") == "0.1916"
+    assert cell(table, ("w/o Droppath (drop_path=0.0)", "ours"), "MRR@10") == "not run"
+    # A length sweep: rows are max_len values of the default variant; the paper has none.
+    sweep = group_table(runs, PAPER, dataset="ml-1m", model="recgrela", by="max_len",
+                        metrics=["ndcg@10"])
+    assert list(sweep.cells.index.get_level_values("max_len").unique()) == ["L=50", "L=200"]
+    assert cell(sweep, ("L=50", "ours"), "NDCG@10") == "0.1000 (n=1)"
+    assert cell(sweep, ("L=200", "paper"), "NDCG@10") == "n/a"
+    assert any("prints no numbers" in n for n in sweep.notes)
+
+
+def test_stats_table_beside_table1_with_the_padding_note():
+    stats = {"ml-1m": {"n_users": 6040, "n_items": 3416, "n_interactions": 999611,
+                       "avg_seq_len": 165.4985, "sparsity": 0.951552},
+             "ml-100k": {"n_users": 943, "n_items": 1349, "n_interactions": 99287,
+                         "avg_seq_len": 105.29, "sparsity": 0.921949}}
+    table = stats_table(stats, PAPER)
+    assert cell(table, ("ML-1M", "ours"), "#users") == "6,040"
+    assert cell(table, ("ML-1M", "paper"), "#users") == "6,041"
+    assert cell(table, ("ML-1M", "ours"), "avg. IA") == "292.6"      # 999611 / 3416
+    assert cell(table, ("ML-1M", "paper"), "sparsity") == "95.15%"
+    assert (table.cells.loc[("ML-100K", "paper")] == "n/a").all()
+    assert any("padding" in n and "paper - 1" in n for n in table.notes)
+
+
+def test_runs_table_reads_identity_from_the_file_not_its_path(tree):
+    moved = tree / "elsewhere" / "x"
+    moved.mkdir(parents=True)
+    src = tree / "ml-1m" / "recgrela" / "default" / "L200" / "seed1" / "metrics.json"
+    (moved / "metrics.json").write_text(src.read_text().replace('"seed": 1', '"seed": 7'))
+    runs, _ = read_tree(tree)
+    table = runs_table(runs, PAPER)
+    row = ("ml-1m", "recgrela", "default", 200, 7)
+    assert cell(table, row, "NDCG@10") == "0.2000"
+    assert cell(table, row, "paper NDCG@10") == "0.1959"
+    assert cell(table, row, "log HR@10") == "0.3311"
+    assert cell(table, ("ml-1m", "recgrela", "num_layers=2", 200, 1), "paper NDCG@10") == "0.1838"
+    assert cell(table, ("ml-1m", "linrec", "default", 200, 1), "status").startswith("OOM at L=200")
+    assert cell(table, ("ml-1m", "recgrela", "default", 50, 1), "log NDCG@10") == "n/a"
+    with pytest.raises(ValueError, match="lacks \\['variant'\\]"):
+        runs_table([{"dataset": "d", "model": "m", "max_len": 1, "seed": 1, "status": "ok"}],
+                   PAPER)
