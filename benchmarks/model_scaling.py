@@ -40,7 +40,7 @@ RECBOLE = {("sasrec", 50): (0.47, 0.4), ("sasrec", 200): (4.7, 1.8), ("sasrec", 
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
-    """'sasrec:attention=math,n_layers=1' -> ('sasrec', {'attention': 'math', 'n_layers': 1})."""
+    """'sasrec:attention=math,num_layers=1' -> ('sasrec', {'attention': 'math', 'num_layers': 1})."""
     name, _, rest = spec.partition(":")
     overrides = {}
     for item in filter(None, rest.split(",")):

@@ -13,11 +13,17 @@ after `forward` (read-out, scoring against the tied item embedding, the loss) li
 once, so models differ only in their encoders. A model overrides a helper only when its
 paper says so (BERT4Rec's cloze loss, LRURec's output bias, Popularity's counts).
 
-`causal = True` promises that hidden[:, t] depends on item_seq[:, :t+1] only; the engine's
+`causal = True` promises that hidden[:, t] depends on item_seq[:, :t+1] only (neither a later
+item nor the window length moves it: RecBLR's phantom steps break the latter); the engine's
 fast `sequence` training mode is allowed for causal models alone. `padding_invariant = True`
 promises that more right padding (a longer window) leaves the prediction unchanged; causal
 models keep that promise by construction, non-causal ones declare it (BERT4Rec masks padding
 keys; the RecGRELA and LinRec references attend over the whole padded window and do not).
+tests/test_model_contract.py checks both promises both ways: a false declaration fails.
+
+Shared layers, so that each model file holds only what is its own: `recbole_init`, the
+activation table `ACTIVATIONS`, the post-LN `FeedForward` block (and, in
+models/linear_attention.py, the chunked causal linear attention).
 """
 from __future__ import annotations
 

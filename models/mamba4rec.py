@@ -20,7 +20,7 @@ Paper symbols -> variables (one Mamba block):
     Delta_t = softplus(W_dt dt + b_dt)                  MambaBlock.dt_proj
     A = -exp(A_log)  (E, N), S4D-real init A_n = -n     MambaBlock.A_log
     A_bar_t = exp(Delta_t A),  B_bar_t = Delta_t B_t    discretisation (ZOH for A, Euler for B)
-    h_t = A_bar_t * h_{t-1} + B_bar_t x_t               selective_scan()  h_t (batch, E, N)
+    h_t = A_bar_t * h_{t-1} + B_bar_t x_t               selective_scan(u=x, ...)  h_t (batch, E, N)
     y_t = C_t . h_t + D * x_t,   y <- y * SiLU(z)       MambaBlock.D (skip), gate z
     out = W_out y                                       MambaBlock.out_proj (no bias)  (batch, L, d_model)
 Around each block (reference MambaLayer + FeedForward, post-LN):
@@ -111,8 +111,8 @@ def selective_scan_ref(u, delta, A, B, C, D, z=None, delta_bias=None):
     ys = []
     for t in range(L):
         A_bar = torch.exp(delta[:, t, :, None] * A)                         # 2. (batch, E, N)
-        Bx = (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]         #    (batch, E, N)
-        h = A_bar * h + Bx                                                  # 3.
+        Bu = (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]         #    (batch, E, N)
+        h = A_bar * h + Bu                                                  # 3.
         ys.append((h * C[:, t, None, :]).sum(-1) + D * u[:, t])             # 4. (batch, E)
     y = torch.stack(ys, dim=1)                                              # (batch, L, E)
     if z is not None:
@@ -124,11 +124,11 @@ def _chunk_states(h0, delta, u, A, B):
     """States of one chunk of c positions, time-major. h0 (batch, E, N); delta, u (c, batch, E);
     B (c, batch, N). Returns A_bar = exp(Delta A) and the states h_1..h_c, both (c, batch, E, N)."""
     dA = torch.exp(delta[..., None] * A)                                # (c, batch, E, N)  A_bar
-    dBu = (delta * u)[..., None] * B[:, :, None, :]                     # (c, batch, E, N)  B_bar x
+    dBu = (delta * u)[..., None] * B[:, :, None, :]                     # (c, batch, E, N)  B_bar u
     states = torch.empty_like(dBu)
     h = h0
     for t in range(delta.size(0)):   # the recurrence: one fused multiply-add per position
-        h = torch.addcmul(dBu[t], dA[t], h, out=states[t])              # h_t = A_bar_t h_{t-1} + B_bar_t x_t
+        h = torch.addcmul(dBu[t], dA[t], h, out=states[t])              # h_t = A_bar_t h_{t-1} + B_bar_t u_t
     return dA, states
 
 

@@ -63,8 +63,6 @@ from recbench.metrics import metrics_from_ranks, sampled_target_ranks, target_ra
 log = logging.getLogger("recbench.engine")
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
-# In the train schema but applied before the engine runs (scripts/train.py: torch threads).
-SCRIPT_KEYS = ("threads",)
 # Settings that may change between a kill and the rerun without changing the trajectory.
 NOT_TRAJECTORY = ("epochs", "eval_batch_size", "restart_bad_checkpoint")
 CHECKPOINT_KEYS = ("epoch", "early_stopped", "resolved", "model", "optimizer", "rng", "best",
@@ -135,8 +133,6 @@ def train_settings(values: dict | None) -> TrainSettings:
     if k not in values["topk"]:
         raise ValueError(f"train config: train.valid_metric {values['valid_metric']!r} cuts at "
                          f"k={k}, which is not one of train.topk {values['topk']}")
-    for key in SCRIPT_KEYS:
-        values.pop(key, None)
     values.update(topk=tuple(values["topk"]), lr=float(values["lr"]),
                   weight_decay=float(values["weight_decay"]))
     return TrainSettings(**values)

@@ -242,11 +242,18 @@ def stats_table(stats: Mapping[str, dict], paper: pd.DataFrame) -> Table:
 def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                test_ranks: Mapping[tuple, pd.DataFrame] | None = None,
                reference: str = "recgrela", datasets: Sequence[str] | None = None,
-               metrics: Sequence[str] = ACCURACY) -> Table:
+               metrics: Sequence[str] = ACCURACY,
+               variants: Mapping[str, str] | None = None) -> Table:
     """Table 2 in the paper's layout: rows (dataset, metric, ours / paper), columns the paper's
-    models (then any other model run, then the reference) and "Improv."."""
+    models (then any other model run, then the reference) and "Improv.".
+
+    `variants` {model: variant} says which of our variants stands in a model's column
+    (default: `default`, the reference configuration the paper's numbers are for); a column
+    shown with another variant is named in a note."""
+    variants = dict(variants or {})
     frame = runs_frame(runs)
-    frame = frame[(frame.variant == "default") & (frame.max_len == max_len)]
+    shown = frame.variant == frame.model.map(lambda m: variants.get(m, "default"))
+    frame = frame[shown & (frame.max_len == max_len)]
     others = sorted(set(frame.model) - set(PAPER_MODELS) - {reference})
     models = [m for m in PAPER_MODELS if m != reference] + others + [reference]
     present = set(frame.dataset)
@@ -293,8 +300,12 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                      for m, c in row.items()]
             data.append({"dataset": dataset, "metric": metric, "model": "improv",
                          "ours_mean": improv, "paper": paper_improv, "best_baseline": best})
+    changed = {m: v for m, v in variants.items() if v != "default" and m in models}
     notes = [
         _seeds_note(frame),
+        *([f"Our runs with options other than the model's defaults (the paper's numbers are for "
+           f"the defaults): " + "; ".join(f"{display_name(m)}: {v}" for m, v in changed.items())]
+          if changed else []),
         f"Paper: Table 2 of arXiv 2506.13315v2 (max_len 200; one run per cell, seed not "
         f"stated). Shown only beside runs at the same max_len (ours: {max_len}).",
         f"Bold = best, underlined = second best of ours in each row (compared at 4 decimals). "

@@ -59,6 +59,20 @@ def run_of(wildcards):
     return RUNS[path]
 
 
+def train_inputs(wildcards):
+    """The processed dataset, and its stored negatives when the run samples (eval_mode)."""
+    inputs = {
+        "sequences": rules.preprocess.output.sequences.format(dataset=wildcards.dataset),
+        "stats": rules.preprocess.output.stats.format(dataset=wildcards.dataset),
+    }
+    mode = run_of(wildcards).train.get("eval_mode", "full")
+    if mode != "full":
+        inputs["negatives"] = rules.sample_negatives.output[0].format(
+            dataset=wildcards.dataset, mode=mode
+        )
+    return inputs
+
+
 def run_overrides(wildcards):
     return run_of(wildcards).overrides
 

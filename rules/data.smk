@@ -29,3 +29,18 @@ rule preprocess:
         entry=dataset_entry,
     script:
         "../scripts/preprocess.py"
+
+
+rule sample_negatives:
+    input:
+        rules.preprocess.output.sequences,
+    output:
+        "data/processed/{dataset}/negatives_{mode}.parquet",
+    log:
+        "logs/sample_negatives/{dataset}_{mode}.log",
+    benchmark:
+        "logs/benchmarks/sample_negatives/{dataset}_{mode}.tsv"
+    wildcard_constraints:
+        mode="uni100|pop100",
+    script:
+        "../scripts/sample_negatives.py"

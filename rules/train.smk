@@ -6,8 +6,7 @@
 
 rule train:
     input:
-        sequences=rules.preprocess.output.sequences,
-        stats=rules.preprocess.output.stats,
+        unpack(train_inputs),
     output:
         metrics="results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/metrics.json",
         history="results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/history.csv",

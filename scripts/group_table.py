@@ -20,9 +20,10 @@ from recbench.io import write_text_atomic
 def section_tables(block, members, runs, ranks, paper) -> list[Table]:
     unique = lambda key: list(dict.fromkeys(m[key] for m in members))
     datasets, max_lens, variants = unique("dataset"), sorted(unique("max_len")), unique("variant")
-    if block == "table2":
-        return [main_table(runs, paper, max_len=L, test_ranks=ranks, datasets=datasets)
-                for L in max_lens]
+    if block == "table2":   # one variant per model in a main group (model_overrides)
+        shown = {m["model"]: m["variant"] for m in members}
+        return [main_table(runs, paper, max_len=L, test_ranks=ranks, datasets=datasets,
+                           variants=shown) for L in max_lens]
     pairs = list(dict.fromkeys((m["dataset"], m["model"]) for m in members))
     if block == "table3":
         return [layers_table(runs, paper, dataset=d, model=m, max_len=L)

@@ -129,8 +129,8 @@ def test_run_outputs_identity_and_best_weights_are_restored(tmp_path):
     assert set(res["test"]) == {"hit@5", "ndcg@5", "mrr@5", "hit@10", "ndcg@10", "mrr@10"}
     assert res["epochs_run"] == 4 and res["config"]["model_config"]["max_len"] == 20
     assert res["config"]["train"] == {**{k: v["default"] for k, v in
-                                         SCHEMA["properties"]["train"]["properties"].items()
-                                         if k != "threads"}, **FAST}
+                                         SCHEMA["properties"]["train"]["properties"].items()},
+                                      **FAST}
     assert res["n_params"] == sum(p.numel() for p in
                                   build_for_run("toy_causal", 30, 20, {"hidden_size": 6})
                                   .parameters())
@@ -247,14 +247,16 @@ def test_other_errors_still_raise(tmp_path, monkeypatch):
 def test_train_settings_come_from_the_schema():
     props = SCHEMA["properties"]["train"]["properties"]
     fields = dataclasses.fields(TrainSettings)
-    # one source of truth: every schema key is a setting (or the script's), none has a default
-    assert {f.name for f in fields} == set(props) - set(engine.SCRIPT_KEYS)
+    # one source of truth: every schema key is a setting, none has a default of its own
+    assert {f.name for f in fields} == set(props)
     assert all(f.default is dataclasses.MISSING for f in fields)
     defaults = train_settings({})
     for f in fields:
         want = props[f.name]["default"]
         assert getattr(defaults, f.name) == (tuple(want) if f.name == "topk" else want), f.name
-    assert train_settings({"threads": 8, "lr": 1}).lr == 1.0          # threads: the script's
+    assert train_settings({"lr": 1}).lr == 1.0
+    with pytest.raises(ValueError, match="threads"):    # a runtime knob: profiles/, not config
+        train_settings({"threads": 8})
     with pytest.raises(dataclasses.FrozenInstanceError):
         defaults.lr = 0.1
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from models import build_model
+from models.linear_attention import causal_linear_attention
 from models.linrec import linear_attention
 
 torch.set_num_threads(1)
@@ -35,6 +36,23 @@ def test_attention_matches_explicit_loop(causal, chunk_size):
     q, k, v = (torch.randn(2, 2, 7, 4, dtype=torch.float64) for _ in range(3))
     got = linear_attention(q, k, v, causal=causal, chunk_size=chunk_size)
     torch.testing.assert_close(got, slow_attention(q, k, v, causal), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 5, 8])
+def test_shared_causal_helper_matches_a_loop(chunk_size):
+    """models/linear_attention.py (LinRec's and RecGRELA's causal path) on raw rows, value width
+    e != key width d, strided (B, L, H, .) views: out_i = sum_{j <= i} (q_i . k_j) v_j."""
+    torch.manual_seed(2)
+    q, k = (torch.randn(2, 3, 5, 4, dtype=torch.float64).transpose(1, 2) for _ in range(2))
+    v = torch.randn(2, 3, 5, 6, dtype=torch.float64).transpose(1, 2)   # (B, L=5, H=3, e=6)
+    want = torch.zeros(2, 5, 3, 6, dtype=torch.float64)
+    for b in range(2):
+        for h in range(3):
+            for i in range(5):
+                for j in range(i + 1):
+                    want[b, i, h] += float(q[b, i, h] @ k[b, j, h]) * v[b, j, h]
+    got = causal_linear_attention(q, k, v, chunk_size)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_causal_chunks_do_not_change_gradients():

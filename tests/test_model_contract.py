@@ -49,6 +49,7 @@ VARIANTS = {
     "recgrela+causal": ("recgrela", {"causal": True}),
     "recgrela+absolute": ("recgrela", {"position_encoding": "absolute"}),
     "recgrela+absolute+causal": ("recgrela", {"position_encoding": "absolute", "causal": True}),
+    "recgrela+learnable": ("recgrela", {"position_encoding": "learnable"}),
     "recgrela+learnable+causal": ("recgrela", {"position_encoding": "learnable", "causal": True}),
     "recgrela+ablated": ("recgrela", {"position_encoding": "none", "input_proj": False,
                                       "gate": False, "local_shortcut": False, "drop_path": 0.0,

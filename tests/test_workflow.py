@@ -36,18 +36,30 @@ def finished(clone: Path) -> Path:
     return clone
 
 
+RUNS = ["popularity/default", "gru4rec/default", "gru4rec/hidden_size=24"]
+
+
 def test_whole_dag_runs_and_writes_the_contract_files(finished: Path):
     stats = json.loads((finished / "data/processed/tiny/stats.json").read_text())
     assert {"n_users", "n_items", "n_interactions", "avg_seq_len", "sparsity"} <= set(stats)
-    assert (finished / "reports/dataset_stats.md").exists()
-    results = (finished / "reports/results.md").read_text()
-    assert "| tiny | gru4rec | 20 | 1 |" in results and "| tiny | popularity | 20 | 1 |" in results
-    for model in ["popularity", "gru4rec"]:
-        run = finished / f"results/tiny/{model}/L20/seed1"
+    for table in ["table1_datasets", "runs", "main", "width"]:
+        for ext in ["md", "csv", "tex"]:
+            assert (finished / f"reports/tables/{table}.{ext}").stat().st_size > 0
+    for run_name in RUNS:
+        model, variant = run_name.split("/")
+        run = finished / f"results/tiny/{run_name}/L20/seed1"
         metrics = json.loads((run / "metrics.json").read_text())
+        assert (metrics["dataset"], metrics["model"], metrics["variant"], metrics["max_len"],
+                metrics["seed"], metrics["status"]) == ("tiny", model, variant, 20, 1, "ok")
         assert set(metrics["test"]) >= {"hit@5", "ndcg@10", "mrr@10"}
-        assert (run / "history.csv").exists() and (run / "test_ranks.parquet").exists()
-        assert (finished / f"logs/train/tiny/{model}/L20/seed1.log").exists()
+        for name in ["history.csv", "test_ranks.parquet", "valid_ranks.parquet"]:
+            assert (run / name).exists()
+        assert (finished / f"logs/train/tiny/{run_name}/L20/seed1.log").exists()
+        assert (finished / f"logs/benchmarks/train/tiny/{run_name}/L20/seed1.tsv").exists()
+    assert json.loads((finished / "results/tiny/gru4rec/hidden_size=24/L20/seed1/metrics.json")
+                      .read_text())["config"]["model_config"]["hidden_size"] == 24
+    width = (finished / "reports/tables/width.md").read_text()
+    assert "hidden_size=24" in width and "default" in width
 
 
 def test_rerun_has_nothing_to_do(finished: Path):
@@ -58,9 +70,14 @@ def test_rerun_has_nothing_to_do(finished: Path):
 
 def _with_config(clone: Path, tmp_path: Path, **changes) -> subprocess.CompletedProcess:
     config = yaml.safe_load(TINY.read_text()) | changes
+    return _dry_run(clone, tmp_path, config)
+
+
+def _dry_run(clone: Path, tmp_path: Path, config: dict, *targets: str):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--dry-run", "--configfile", str(path)]
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--dry-run", "--configfile",
+           str(path), *targets]
     return subprocess.run(cmd, cwd=clone, capture_output=True, text=True, timeout=300)
 
 
@@ -81,3 +98,39 @@ def test_wrong_type_is_refused_by_name(clone: Path, tmp_path: Path):
     done = _with_config(clone, tmp_path, seeds="2020")
     assert done.returncode != 0
     assert "seeds" in done.stdout + done.stderr
+
+
+def _tiny_entry(**changes) -> dict:
+    entry = yaml.safe_load(TINY.read_text())["dataset_registry"]["tiny"] | changes
+    return {k: v for k, v in entry.items() if v is not ...}
+
+
+@pytest.mark.parametrize("changes, named", [
+    # a dataset registry entry: unknown key, wrong type, unknown format, unknown time key
+    ({"dataset_registry": {"tiny": _tiny_entry(item_min=..., item_mn=5)}},
+     ["'tiny'", "item_mn", "allowed", "item_min"]),
+    ({"dataset_registry": {"tiny": _tiny_entry(user_min="5")}}, ["'tiny'", "user_min"]),
+    ({"dataset_registry": {"tiny": _tiny_entry(format="tsv")}}, ["'tiny'", "format", "atomic"]),
+    ({"dataset_registry": {"tiny": _tiny_entry(time_key="float16")}},
+     ["'tiny'", "time_key", "float32_minmax"]),
+    # models and their options
+    ({"models": ["popularity", "sasrecc"]}, ["sasrecc", "registered models"]),
+    ({"model_overrides": {"sasrec": {"hiden_size": 32}}}, ["sasrec", "hiden_size"]),
+    # groups
+    ({"run_groups": ["main", "widht"]}, ["widht", "unknown group"]),
+    ({"groups": {"main": {}, "width": {"models": ["gru4rec"], "overrides": [{"hiden": 2}]}}},
+     ["groups.width", "hiden"]),
+])
+def test_config_error_fails_the_dry_run_naming_the_key(clone, tmp_path, changes, named):
+    done = _with_config(clone, tmp_path, **changes)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0
+    for word in named:
+        assert word in said, (word, said[-2000:])
+
+
+def test_model_wildcard_accepts_registered_models_only(clone, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    done = _dry_run(clone, tmp_path, config, "results/tiny/gru4recc/default/L20/seed1/metrics.json")
+    assert done.returncode != 0
+    assert "MissingRuleException" in done.stdout + done.stderr
