@@ -11,9 +11,13 @@ from recbench.experiments import ConfigError, all_runs, expand_groups, group_run
 from recbench.parsers import DataError
 from recbench.registry import check_registry, load_registry
 
-validate(config, schema="../config/schema.yaml")  # fills defaults; names a bad key or type
+validate(
+    config, schema="../config/schema.yaml"
+)  # fills defaults; names a bad key or type
 
 CONFIG_DIR = Path(workflow.basedir) / "config"
+# every rule runs in the project's one environment (with --sdm conda; else the active one)
+ENVIRONMENT = "../environment.yml"
 # the shipped registry and the config's additions, each entry checked against
 # config/dataset_schema.yaml (defaults filled in); a bad entry names the dataset and the key
 try:
@@ -62,7 +66,9 @@ def run_of(wildcards):
 def train_inputs(wildcards):
     """The processed dataset, and its stored negatives when the run samples (eval_mode)."""
     inputs = {
-        "sequences": rules.preprocess.output.sequences.format(dataset=wildcards.dataset),
+        "sequences": rules.preprocess.output.sequences.format(
+            dataset=wildcards.dataset
+        ),
         "stats": rules.preprocess.output.stats.format(dataset=wildcards.dataset),
     }
     mode = run_of(wildcards).train.get("eval_mode", "full")

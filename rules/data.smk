@@ -8,6 +8,8 @@ rule fetch_raw:
         "logs/fetch_raw/{dataset}.log",
     benchmark:
         "logs/benchmarks/fetch_raw/{dataset}.tsv"
+    conda:
+        ENVIRONMENT
     params:
         entry=dataset_entry,
         mirror=config["data_mirror"],
@@ -25,6 +27,8 @@ rule preprocess:
         "logs/preprocess/{dataset}.log",
     benchmark:
         "logs/benchmarks/preprocess/{dataset}.tsv"
+    conda:
+        ENVIRONMENT
     params:
         entry=dataset_entry,
     script:
@@ -42,5 +46,7 @@ rule sample_negatives:
         "logs/benchmarks/sample_negatives/{dataset}_{mode}.tsv"
     wildcard_constraints:
         mode="uni100|pop100",
+    conda:
+        ENVIRONMENT
     script:
         "../scripts/sample_negatives.py"

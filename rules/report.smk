@@ -14,6 +14,8 @@ rule dataset_table:
         "logs/dataset_table.log",
     benchmark:
         "logs/benchmarks/dataset_table.tsv"
+    conda:
+        ENVIRONMENT
     script:
         "../scripts/dataset_table.py"
 
@@ -30,6 +32,8 @@ rule runs_table:
         "logs/runs_table.log",
     benchmark:
         "logs/benchmarks/runs_table.tsv"
+    conda:
+        ENVIRONMENT
     script:
         "../scripts/runs_table.py"
 
@@ -47,6 +51,8 @@ rule group_table:
         "logs/group_table/{group}.log",
     benchmark:
         "logs/benchmarks/group_table/{group}.tsv"
+    conda:
+        ENVIRONMENT
     params:
         layout=group_layout,
     script:

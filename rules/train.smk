@@ -16,11 +16,13 @@ rule train:
         "logs/train/{dataset}/{model}/{variant}/L{max_len}/seed{seed}.log",
     benchmark:
         "logs/benchmarks/train/{dataset}/{model}/{variant}/L{max_len}/seed{seed}.tsv"
-    params:
-        overrides=run_overrides,
-        train=run_train_settings,
+    conda:
+        ENVIRONMENT
     threads: 2
     resources:
         gpu=1 if config["gpu"] else 0,
+    params:
+        overrides=run_overrides,
+        train=run_train_settings,
     script:
         "../scripts/train.py"

@@ -247,7 +247,8 @@ def test_causal_declaration_holds(name):
 def test_every_registered_model_and_both_promises_are_covered():
     """The parametrisation above really reaches each model and each kind of declaration."""
     built = {name: builder(name)() for name in MODELS}
-    assert set(REGISTRY) <= set(MODELS)
+    shipped = {name for name, target in REGISTRY.items() if target.startswith("models.")}
+    assert shipped <= set(MODELS)
     for promise in ("causal", "padding_invariant"):
         assert {getattr(m, promise) for m in built.values()} == {True, False}, promise
 
