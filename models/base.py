@@ -112,6 +112,14 @@ class FeedForward(nn.Module):
         return self.layer_norm(x + self.dropout(self.w_2(inner)))      # (B, L, hidden_size)
 
 
+def check_window(model: str, length: int, max_len: int) -> None:
+    """A learned position table has `max_len` rows (the engine sets it to the run's max_len):
+    a longer window is an error that says so, not an index error deep in an embedding."""
+    if length > max_len:
+        raise ValueError(f"{model}: sequence length {length} exceeds Config.max_len {max_len} "
+                         "(rows of the learned position table)")
+
+
 class SequentialRecommender(nn.Module):
     causal: bool = False       # hidden[:, t] sees items <= t only
     learned: bool = True       # False: fitted from counts (Popularity), no optimiser

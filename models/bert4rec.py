@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ACTIVATIONS, SequentialRecommender, recbole_init
+from models.base import ACTIVATIONS, SequentialRecommender, check_window, recbole_init
 from models.sasrec import TransformerBlock
 
 
@@ -88,9 +88,7 @@ class BERT4Rec(SequentialRecommender):
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         """Encode the window as given ([M] ids already in place): (B, L) -> (B, L, d)."""
         L = item_seq.size(1)
-        if L > self.config.max_len:
-            raise ValueError(f"BERT4Rec: sequence length {L} exceeds config max_len "
-                             f"{self.config.max_len} (rows of the position table)")
+        check_window("bert4rec", L, self.config.max_len)
         x = self.item_embedding(item_seq) + self.position_embedding.weight[:L]   # (B, L, d)
         x = self.dropout(self.LayerNorm(x))
         key_is_item = item_seq != 0                    # [M] is a real key, padding is not

@@ -51,7 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ACTIVATIONS, FeedForward, SequentialRecommender, recbole_init
+from models.base import (ACTIVATIONS, FeedForward, SequentialRecommender, check_window,
+                         recbole_init)
 from models.linear_attention import causal_linear_attention
 
 
@@ -142,9 +143,7 @@ class LinRec(SequentialRecommender):
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         L = item_seq.size(1)
-        if L > self.config.max_len:
-            raise ValueError(f"linrec: sequence length {L} exceeds Config.max_len "
-                             f"{self.config.max_len} (learnable positions 0..max_len-1)")
+        check_window("linrec", L, self.config.max_len)
         positions = torch.arange(L, device=item_seq.device)                     # (L,)
         x = self.item_embedding(item_seq) + self.position_embedding(positions)  # (B, L, D)
         x = self.emb_dropout(self.emb_norm(x))

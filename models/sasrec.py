@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ACTIVATIONS, FeedForward, SequentialRecommender, recbole_init
+from models.base import (ACTIVATIONS, FeedForward, SequentialRecommender, check_window,
+                         recbole_init)
 
 MASK_VALUE = -10000.0   # RecBole's additive mask value (an exact zero weight after softmax)
 
@@ -145,9 +146,7 @@ class SASRec(SequentialRecommender):
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         L = item_seq.size(1)
-        if L > self.config.max_len:
-            raise ValueError(f"SASRec: sequence length {L} exceeds config max_len "
-                             f"{self.config.max_len} (rows of the position table)")
+        check_window("sasrec", L, self.config.max_len)
         positions = self.position_embedding.weight[:L]                       # (L, d)
         x = self.item_embedding(item_seq) + positions                        # (B, L, d)
         x = self.dropout(self.LayerNorm(x))

@@ -142,17 +142,29 @@ def read_atomic(path, user_field: str = "user_id", item_field: str = "item_id",
     return _to_frame(table, user_field, item_field, time_field)
 
 
-def read_movielens_dat(path) -> pd.DataFrame:
-    """MovieLens 1M/10M `ratings.dat`: `UserID::MovieID::Rating::Timestamp`, no header."""
+def _read_headerless(path, separator: str, delimiter: str, names: list[str],
+                     id_cols=()) -> pd.DataFrame:
+    """A headerless `user<sep>item<sep>rating<sep>timestamp` file (the two old MovieLens
+    formats); `names` are pyarrow's columns for `delimiter`, which differs from `separator`
+    when the separator has several characters."""
     path = Path(path)
     _check_nonempty(path)
-
-    check = _line_check("::", 4, time_col=3, id_cols=(0, 1))
-    # '::' is read as ':' with an empty field between each pair (pyarrow takes 1-char delimiters)
-    names = ["user", "_a", "item", "_b", "rating", "_c", "timestamp"]
-    table = _read_table(path, delimiter=":", names=names, skip=0, check=check,
+    check = _line_check(separator, 4, time_col=3, id_cols=id_cols)
+    table = _read_table(path, delimiter=delimiter, names=names, skip=0, check=check,
                         types={"user": _TOKEN, "item": _TOKEN, "timestamp": pa.int64()})
     return _to_frame(table, "user", "item", "timestamp")
+
+
+def read_movielens_dat(path) -> pd.DataFrame:
+    """MovieLens 1M/10M `ratings.dat`: `UserID::MovieID::Rating::Timestamp`, no header."""
+    # '::' is read as ':' with an empty field between each pair (pyarrow takes 1-char delimiters)
+    return _read_headerless(path, "::", ":", ["user", "_a", "item", "_b", "rating", "_c",
+                                              "timestamp"], id_cols=(0, 1))
+
+
+def read_movielens_udata(path) -> pd.DataFrame:
+    """MovieLens 100K `u.data`: `user id \\t item id \\t rating \\t timestamp`, no header."""
+    return _read_headerless(path, "\t", "\t", ["user", "item", "rating", "timestamp"])
 
 
 def read_movielens_csv(path) -> pd.DataFrame:
@@ -170,18 +182,6 @@ def read_movielens_csv(path) -> pd.DataFrame:
     table = _read_table(path, delimiter=",", names=None, skip=0, check=check,
                         types={"userId": _TOKEN, "movieId": _TOKEN, "timestamp": pa.int64()})
     return _to_frame(table, "userId", "movieId", "timestamp")
-
-
-def read_movielens_udata(path) -> pd.DataFrame:
-    """MovieLens 100K `u.data`: `user id \\t item id \\t rating \\t timestamp`, no header."""
-    path = Path(path)
-    _check_nonempty(path)
-
-    check = _line_check("\t", 4, time_col=3)
-    names = ["user", "item", "rating", "timestamp"]
-    table = _read_table(path, delimiter="\t", names=names, skip=0, check=check,
-                        types={"user": _TOKEN, "item": _TOKEN, "timestamp": pa.int64()})
-    return _to_frame(table, "user", "item", "timestamp")
 
 
 _NETFLIX_HEADER = re.compile(rb"^[ \t]*(\d+):[ \t]*\r?$", re.MULTILINE)
