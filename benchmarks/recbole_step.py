@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import register  # noqa: E402
 from recbench.profiling import profile_step  # noqa: E402
 
-# The settings of our baselines' defaults (the reference configs, PAPER_FACTS section 3), CE loss,
+# The settings of our baselines' defaults (the reference configs, TBI805/RecGRELA `config/*.yaml`), CE loss,
 # under RecBole's own keys (our Config names differ: num_layers <- n_layers, dropout <-
 # hidden_dropout_prob / dropout_prob, ...; each model's docstring maps them).
 RECBOLE_CONFIG = {

@@ -34,7 +34,7 @@ Config fields <- the reference (`config/RecGRELA.yaml` keys, or literals in `mod
                    "absolute" / "learnable" position tables use it; the engine sets it)
     the rest are this suite's options (below).
 
-Default = the reference code, exactly (PAPER_FACTS section 8), including what the text does not say:
+Default = the reference code, exactly (TBI805/RecGRELA `model/RecGRELA.py`; docs/fidelity.md), including what the text does not say:
   * Non-causal attention: the kv state and the key mean run over all L positions of the
     right-padded window (padding rows included); scalings L^-1/2 * L^-1/2 on kv and a mean over
     L in the normaliser, z = 1 / (Q_i . mean_j K_j + 1e-6). Prefix inputs never contain the
@@ -46,7 +46,7 @@ Default = the reference code, exactly (PAPER_FACTS section 8), including what th
   * The reference's CPU fallback for the local shortcut crashes (no transpose back) and forgets
     the SiLU; ours computes on every device what its CUDA path (`causal_conv1d_fn`) computes.
 
-Named options (docs/fidelity.md lists text-vs-code for each; the ablations are PAPER_FACTS 7):
+Named options (docs/fidelity.md lists text-vs-code for each; the ablations are the paper's Fig. 4 and 5):
   causal          attention over j <= i only, normaliser over the same prefix:
                   RELA_i = [sum_{j<=i} (R_i Q_i)(R_j K_j)^T V_j / (i+1)]
                            / [Q_i . (sum_{j<=i} K_j) / (i+1) + 1e-6]

@@ -1,6 +1,6 @@
 """Full-ranking top-k metrics: Hit, NDCG and MRR at k, one relevant item per user.
 
-Protocol (RecBole's full sort, PAPER_FACTS §2): every item id 1..n_items-1 is a candidate;
+Protocol (RecBole's full sort, the reference log's eval_args; docs/fidelity.md): every item id 1..n_items-1 is a candidate;
 column 0 of `scores` is the padding item and is never ranked; items already in the user's
 history are NOT removed unless an `exclude` mask is given (RecBole's sequential full sort
 does not mask history).

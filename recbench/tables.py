@@ -49,11 +49,21 @@ NOT_RUN = "not run"
 NA = "n/a"
 REASON_CHARS = 60          # a reason longer than this is cut in the cell (kept whole in the CSV)
 IDENTITY = ["dataset", "model", "variant", "max_len", "seed"]
-PROTOCOL = ("Protocol: full ranking over all items (no sampled negatives); leave-one-out by "
-            "time (last item = test, second-to-last = validation); items already in the "
-            "history are not masked; cross-entropy loss over all items (a model's own "
-            "objective where it has one, e.g. BERT4Rec's cloze loss); the best-validation "
-            "NDCG@10 checkpoint is tested.")
+RANKING = {"full": "full ranking over all items (no sampled negatives)",
+           "uni100": "the target ranked among 100 uniformly drawn negatives per user",
+           "pop100": "the target ranked among 100 popularity-drawn negatives per user"}
+
+
+def protocol(frame: pd.DataFrame) -> str:
+    """The protocol sentence of a table, with the ranking of its runs (train.eval_mode)."""
+    modes = list(dict.fromkeys(frame["eval_mode"])) or ["full"]
+    ranking = "; ".join(RANKING.get(m, m) for m in modes)
+    sampled = " (negatives drawn once, never the target nor an item of the user's history)" \
+        if set(modes) - {"full"} else ""
+    return (f"Protocol: {ranking}{sampled}; leave-one-out by time (last item = test, "
+            "second-to-last = validation); items already in the history are not masked; "
+            "cross-entropy loss over all items (a model's own objective where it has one, e.g. "
+            "BERT4Rec's cloze loss); the best-validation NDCG@10 checkpoint is tested.")
 
 
 @dataclass
@@ -95,9 +105,9 @@ def runs_frame(runs: Sequence[dict]) -> pd.DataFrame:
             "gpu_memory_gb": None if memory is None else memory / 1024,
             "memory_kind": run.get("peak_memory_kind"),
             "best_epoch": run.get("best_epoch"), "epochs_run": run.get("epochs_run"),
-            "device": run.get("device")})
+            "device": run.get("device"), "eval_mode": run.get("eval_mode", "full")})
     columns = IDENTITY + ["status", "reason"] + ACCURACY + EFFICIENCY + [
-        "memory_kind", "best_epoch", "epochs_run", "device"]
+        "memory_kind", "best_epoch", "epochs_run", "device", "eval_mode"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({m: "float64" for m in ACCURACY + EFFICIENCY})
 
@@ -312,7 +322,7 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
         f"Improv. = {display_name(reference)} / best baseline of the row - 1 (ours: over every "
         f"baseline we ran; the paper's: over its seven).",
         _significance_note(tested, reference),
-        PROTOCOL + f" max_len {max_len}.",
+        protocol(frame) + f" max_len {max_len}.",
     ]
     return _build(f"Table 2: test accuracy at max_len {max_len}", index,
                   ["dataset", "metric", "source"], cells, marks, notes, data)
@@ -402,7 +412,7 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
     notes = [_seeds_note(frame),
              (f"Paper: {source}, at the same dataset, model, variant and max_len; 'n/a' where it "
               "gives no number." if source else "The paper prints no numbers for this group."),
-             PROTOCOL]
+             protocol(frame)]
     if any(m in EFFICIENCY for m in metrics):
         notes.append(_memory_note(frame) + " s/epoch = training seconds per epoch.")
     fixed = f"max_len {max_len}" if by == "variant" else f"variant {variant}"
@@ -454,7 +464,7 @@ def runs_table(runs: Sequence[dict], paper: pd.DataFrame) -> Table:
                 "device": run["device"] or NA}
         index.append(tuple(run[k] for k in IDENTITY))
         cells.append(row)
-    notes = [PROTOCOL, "paper = the paper's table or figure for this setting (Table 2 first); "
+    notes = [protocol(frame), "paper = the paper's table or figure for this setting (Table 2 first); "
              "log = the RecGRELA reference training log (ML-1M, max_len 200, seed 2020), not a "
              "paper table; n/a = not given.", _memory_note(frame)]
     return _build("Every run (test split)", index, IDENTITY, cells, [{} for _ in cells], notes,

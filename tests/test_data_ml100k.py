@@ -60,7 +60,7 @@ def test_pipeline_through_the_mirror_setting(tmp_path):
 
 
 def test_time_order_matches_reference_and_differs_from_exact(rows):
-    """RecBole's float32 keys reorder near-simultaneous ratings (PAPER_FACTS §2).
+    """RecBole's float32 keys reorder near-simultaneous ratings (docs/fidelity.md, time order).
 
     Recorded here: with min-max (RecBole's ml-100k.yaml sets normalize_all) 83 of 943 users get
     another order than the exact timestamps and 5 of them other valid/test targets; with raw

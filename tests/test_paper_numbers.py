@@ -90,7 +90,7 @@ def test_the_full_model_repeats_table2_at_10_and_table3_differs_at_5():
     assert value("fig4_text", variant="gate=false", metric="hit@10") == 0.3134
 
 
-# The paper's labels and the options they stand for (docs: PAPER_FACTS §7).
+# The paper's labels and the options they stand for (the paper's Fig. 4 and 5; docs/fidelity.md).
 FIGURE_VARIANTS = {
     "table3": {"num_layers=1": {"num_layers": 1}, "num_layers=2": {"num_layers": 2},
                "num_layers=3": {"num_layers": 3}, "default": {"num_layers": 4},

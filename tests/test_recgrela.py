@@ -1,6 +1,6 @@
 """RecGRELA (models/recgrela.py) against explicit slow references, plus its properties.
 
-The slow reference below is written from PAPER_FACTS section 8 (the reference code's equations)
+The slow reference below is written from the reference code's equations (TBI805/RecGRELA `model/RecGRELA.py`, as docs/fidelity.md describes them)
 and section 7 (the ablation switches: position_encoding rope / none / absolute / learnable,
 activation, input_proj, local_shortcut, gate, drop_path, num_layers), with Python loops over
 positions, heads and rotation pairs, in float64; it reads the model's parameters but none of

@@ -213,3 +213,15 @@ def test_runs_table_reads_identity_from_the_file_not_its_path(tree):
     with pytest.raises(ValueError, match="lacks \\['variant'\\]"):
         runs_table([{"dataset": "d", "model": "m", "max_len": 1, "seed": 1, "status": "ok"}],
                    PAPER)
+
+
+def test_protocol_note_says_how_targets_were_ranked(tmp_path):
+    root = tmp_path / "results"
+    write_run(root, "recgrela", 1, 0.2)
+    runs, _ = read_tree(root)
+    full = to_markdown(group_table(runs, PAPER, dataset="ml-1m", model="recgrela", max_len=200))
+    assert "full ranking over all items" in full and "negatives per user" not in full
+    sampled = [run | {"eval_mode": "pop100"} for run in runs]
+    text = to_markdown(group_table(sampled, PAPER, dataset="ml-1m", model="recgrela",
+                                   max_len=200))
+    assert "100 popularity-drawn negatives per user" in text and "full ranking" not in text
