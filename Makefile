@@ -12,7 +12,7 @@ $(VENV)/installed: pyproject.toml
 
 .PHONY: quickstart test lint paper
 quickstart: $(VENV)/installed  ## the main job on the embedded synthetic dataset (CPU, offline)
-	$(VENV)/bin/snakemake --cores 8 --configfile config/quickstart.yaml
+	$(VENV)/bin/snakemake --cores $(shell nproc) --configfile config/quickstart.yaml
 
 test: lint  ## the test suite (real-data tests skip without ../shared/data)
 	$(PY) -m pytest -q
