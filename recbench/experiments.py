@@ -161,17 +161,24 @@ def expand_groups(config: dict, schema: dict,
             for over in block["overrides"]:   # each option set must fit some model of the block
                 if not any(set(over) <= _fields(m) for m in block["models"]):
                     check_model_options(block["models"][0], over, f"config {where}.overrides")
-            for dataset, model, over, max_len, seed in itertools.product(
-                    block["datasets"], block["models"], block["overrides"], block["max_lens"],
-                    block["seeds"]):
-                if not set(over) <= _fields(model):
-                    continue                          # options meant for another model
-                options = config["model_overrides"].get(model, {}) | over
-                check_model_options(model, options, f"config {where}.overrides")
+            # each (model, option set) checked and named once; sets meant for another model
+            # of the block are skipped
+            variants = {}
+            for model, (i, over) in itertools.product(block["models"],
+                                                      enumerate(block["overrides"])):
+                if set(over) <= _fields(model):
+                    options = config["model_overrides"].get(model, {}) | over
+                    check_model_options(model, options, f"config {where}.overrides")
+                    variants[model, i] = options, variant_name(options, model_defaults(model))
+            for dataset, model, i, max_len, seed in itertools.product(
+                    block["datasets"], block["models"], range(len(block["overrides"])),
+                    block["max_lens"], block["seeds"]):
+                if (model, i) not in variants:
+                    continue
+                options, variant = variants[model, i]
                 train = (config["train"] | config["train_by_dataset"].get(dataset, {})
                          | block["train"])
-                run = Run(dataset, model, variant_name(options, model_defaults(model)),
-                          int(max_len), int(seed), options, train)
+                run = Run(dataset, model, variant, int(max_len), int(seed), options, train)
                 if run.path in seen:
                     other_where, other = seen[run.path]
                     if other.train != run.train:

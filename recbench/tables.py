@@ -525,8 +525,13 @@ def _latex_escape(text) -> str:
     return re.sub("|".join(map(re.escape, _LATEX)), lambda m: _LATEX[m.group()], str(text))
 
 
-def write_table(table: Table, md_path, csv_path, tex_path) -> None:
-    """The table as Markdown, CSV (its numbers) and LaTeX, each written atomically."""
-    write_text_atomic(md_path, to_markdown(table))
-    write_text_atomic(csv_path, table.data.to_csv(index=False))
-    write_text_atomic(tex_path, to_latex(table))
+def write_table(table: Table | Sequence[Table], md_path, csv_path, tex_path,
+                head: str = "") -> None:
+    """One table, or a list of them one after another (the CSV then gains a `table` column
+    naming each), as Markdown (after `head`), CSV (the numbers) and LaTeX, each atomically."""
+    tables = [table] if isinstance(table, Table) else list(table)
+    data = (table.data if isinstance(table, Table) else
+            pd.concat([t.data.assign(table=t.title) for t in tables]))
+    write_text_atomic(md_path, head + "\n\n".join(to_markdown(t) for t in tables))
+    write_text_atomic(csv_path, data.to_csv(index=False))
+    write_text_atomic(tex_path, "\n\n".join(to_latex(t) for t in tables))

@@ -12,9 +12,8 @@ import pandas as pd
 
 from recbench.report import paper_numbers
 from recbench.rule_script import run_rule
-from recbench.tables import (Table, group_table, layers_table, main_table, run_key, to_latex,
-                             to_markdown)
-from recbench.io import write_text_atomic
+from recbench.tables import (Table, group_table, layers_table, main_table, run_key,
+                             write_table)
 
 
 def section_tables(block, members, runs, ranks, paper) -> list[Table]:
@@ -46,10 +45,7 @@ def main(group: str, layout: dict, metrics_files: list[str], paper_yaml: str, ou
             table.title = f"{group}{f' ({section})' if section else ''}: {table.title}"
             tables.append(table)
     head = f"{layout['description']}\n\n" if layout["description"] else ""
-    write_text_atomic(out.md, head + "\n\n".join(to_markdown(t) for t in tables))
-    write_text_atomic(out.csv, pd.concat([t.data.assign(table=t.title) for t in tables])
-                      .to_csv(index=False))
-    write_text_atomic(out.tex, "\n\n".join(to_latex(t) for t in tables))
+    write_table(tables, out.md, out.csv, out.tex, head=head)
 
 
 run_rule(snakemake, lambda: main(snakemake.wildcards.group, snakemake.params.layout,
