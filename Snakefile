@@ -12,7 +12,10 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/external_recbole.smk"
+include: "rules/profile.smk"
 include: "rules/report.smk"
+include: "rules/figures.smk"
 
 
 rule all:

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import register  # noqa: E402
-from recbench.profiling import profile_step  # noqa: E402
+from recbench.profiling import profile_cell  # noqa: E402
 
 # The settings of our baselines' defaults (the reference configs, TBI805/RecGRELA `config/*.yaml`), CE loss,
 # under RecBole's own keys (our Config names differ: num_layers <- n_layers, dropout <-
@@ -56,6 +56,8 @@ def recbole_adapter(name: str, max_len: int):
             return self.n_items
 
     class Adapter(torch.nn.Module):
+        learned, causal = True, True
+
         def __init__(self, n_items, config):
             super().__init__()
             settings = dict(RECBOLE_CONFIG[name], USER_ID_FIELD="user_id", ITEM_ID_FIELD="item_id",
@@ -68,6 +70,10 @@ def recbole_adapter(name: str, max_len: int):
             # RecBole's calculate_loss reads these keys from its Interaction; a dict serves
             return self.inner.calculate_loss({"item_id_list": item_seq, "item_length": seq_len,
                                               "item_id": target})
+
+        def full_sort_predict(self, item_seq, seq_len):
+            return self.inner.full_sort_predict({"item_id_list": item_seq,
+                                                 "item_length": seq_len})
 
     Adapter.Config = Config
     return Adapter
@@ -84,7 +90,7 @@ def main() -> None:
     module.Adapter = recbole_adapter(args.model, args.max_len)
     sys.modules["recbole_adapter"] = module
     register(f"recbole_{args.model}", "recbole_adapter:Adapter")
-    result = profile_step(f"recbole_{args.model}", args.max_len, args.batch_size, steps=args.steps)
+    result = profile_cell(f"recbole_{args.model}", args.max_len, args.batch_size, steps=args.steps)
     print(json.dumps(result))
 
 

@@ -18,6 +18,9 @@ REGISTRY: dict[str, str] = {
     "mamba4rec": "models.mamba4rec:Mamba4Rec",
     "recgrela": "models.recgrela:RecGRELA",
     "recblr": "models.recblr:RecBLR",
+    "echomamba4rec": "models.echomamba4rec:EchoMamba4Rec",
+    "eulerformer": "models.eulerformer:EulerFormer",
+    "sigma": "models.sigma:SIGMA",
 }
 
 

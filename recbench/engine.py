@@ -30,6 +30,10 @@ is never retrained. metrics.json carries the run's identity (dataset, model, var
 max_len, seed) and `status`: "ok", or "oom" when training or evaluation ran out of memory; an
 OOM run writes its files with no metrics (empty history and ranks) and returns normally, so that
 a workflow goes on and the tables can say "out of memory". Any other error raises.
+
+Data-parallel (`train.processes: N > 1`, launched by recbench/distributed.py with torchrun): the
+same loop on every rank, each training on its shard of every global batch; rank 0 validates,
+checkpoints, tests and writes, and the others return None (see that module's docstring).
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ import yaml
 
 from models import build_model, model_class
 from recbench.batching import Batches, SequenceData, load_sequence_data, make_split
+from recbench.distributed import Group, batch_loss, current
 from recbench.io import atomic_path
 from recbench.metrics import metrics_from_ranks, sampled_target_ranks, target_ranks
 
@@ -85,6 +90,7 @@ class TrainSettings:
     valid_metric: str
     topk: tuple
     eval_mode: str
+    processes: int
     restart_bad_checkpoint: bool
 
 
@@ -186,21 +192,27 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 
 def train_epoch(model, optimizer, batches: Batches, mode: str, batch_size: int,
-                generator: torch.Generator) -> tuple[float, int]:
+                generator: torch.Generator, group: Group = Group(),
+                loss_of=None) -> tuple[float, int]:
     """One pass over the shuffled training examples -> (sum of batch-mean losses, n batches).
 
-    The sum of batch means is RecBole's logged "train loss"."""
+    The sum of batch means is RecBole's logged "train loss". Under DDP (`group.world` > 1,
+    `loss_of` = recbench.distributed.batch_loss's wrapper) each rank trains on its shard of
+    every global batch, its loss weighted by its share of the batch's terms times the number
+    of ranks: DDP's average of the gradients is then the global batch mean's gradient."""
     model.train()
+    loss_of = loss_of or batch_loss(model, mode, group, batches.device)
     total = torch.zeros((), dtype=torch.float64, device=batches.device)
     n_batches = 0
     for batch in batches.train(mode, batch_size, generator):
+        batch, share = group.shard(batch)                  # (batch, 1.0) with one process
         optimizer.zero_grad(set_to_none=True)
-        loss = model.calculate_loss(*batch) if mode == "prefix" else model.sequence_loss(*batch)
-        loss.backward()
+        loss = loss_of(*batch)
+        (loss if group.world == 1 else loss * (share * group.world)).backward()
         optimizer.step()
-        total += loss.detach()      # stays on the device: no sync per step
+        total += loss.detach() * share      # stays on the device: no sync per step
         n_batches += 1
-    return total.item(), n_batches
+    return group.sum(total).item(), n_batches
 
 
 @torch.no_grad()
@@ -285,6 +297,7 @@ def _trajectory_keys(resolved: dict) -> dict:
     flat.update({f"model_config.{k}": v for k, v in resolved["model_config"].items()})
     flat.update({f"train.{k}": v for k, v in resolved["train"].items()
                  if k not in NOT_TRAJECTORY})
+    flat.setdefault("train.processes", 1)       # checkpoints from before the key: one process
     return flat
 
 
@@ -337,6 +350,11 @@ def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
         log.info("%s: finished already (%s exists); not retrained", run_name, metrics_path)
         return json.loads(metrics_path.read_text())
     cfg = train_settings(train_cfg)
+    group = current()
+    if cfg.processes != group.world:
+        raise ValueError(f"{run_name}: train.processes is {cfg.processes} but this process is one "
+                         f"of {group.world}; launch the run with recbench.distributed.launch "
+                         "(the train rule does)")
     if (cfg.eval_mode == "full") != (negatives is None):
         raise ValueError(f"{run_name}: train.eval_mode {cfg.eval_mode!r} "
                          + ("needs the stored negatives" if negatives is None
@@ -350,7 +368,9 @@ def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
         aside = bad.path.with_name(bad.path.name + ".bad")
         log.warning("%s: %s; train.restart_bad_checkpoint is true: moved to %s, training from "
                     "scratch", run_name, bad.what, aside)
-        os.replace(bad.path, aside)
+        if group.main:
+            os.replace(bad.path, aside)
+        group.barrier()                         # no rank looks for last.pt before it is moved
         return _Run(data, run_dir, identity, run_name, cfg, progress, negatives).execute()
 
 
@@ -383,7 +403,8 @@ class _Run:
         self.data, self.run_dir, self.identity, self.name = data, run_dir, identity, run_name
         self.cfg, self.progress, self.negatives = cfg, progress, negatives
         self.max_len, self.seed = identity["max_len"], identity["seed"]
-        self.device = resolved_device(cfg.device)
+        self.group = current()
+        self.device = self.group.device(resolved_device(cfg.device))
         self.train_resolved = {**dataclasses.asdict(cfg), "topk": list(cfg.topk)}
         self.model_config = None       # known once the model is built
 
@@ -403,6 +424,8 @@ class _Run:
             return self._train_and_test()
         except Exception as err:   # noqa: BLE001  (only memory errors are handled)
             if isinstance(err, CheckpointError) or not is_out_of_memory(err):
+                raise
+            if self.group.world > 1:     # the ranks cannot agree on a status: the job fails
                 raise
             text = str(err).strip()
             reason = (f"{text.splitlines()[0] if text else type(err).__name__} (max_len="
@@ -437,6 +460,8 @@ class _Run:
         else:
             history, best_epoch, best_state = self._fit(model, batches, negatives)
             model.load_state_dict(best_state)
+        if not self.group.main:
+            return None                         # under DDP, rank 0 tests and writes
         valid_ranks = evaluate(model, batches, "valid", cfg.eval_batch_size, negatives["valid"])
         test_ranks = evaluate(model, batches, "test", cfg.eval_batch_size, negatives["test"])
         result = self._result("ok", None, metrics_from_ranks(valid_ranks, cfg.topk),
@@ -472,7 +497,7 @@ class _Run:
         epoch, best state dict)."""
         from tqdm.auto import tqdm
 
-        cfg, device, name = self.cfg, self.device, self.name
+        cfg, device, name, group = self.cfg, self.device, self.name, self.group
         resolved = self.resolved()
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         ckpt_path = self.run_dir / "checkpoint" / "last.pt"
@@ -497,22 +522,26 @@ class _Run:
             if ckpt["early_stopped"] or start >= cfg.epochs:
                 return history, best_epoch, best_state
 
+        loss_of = batch_loss(model, cfg.mode, group, device)      # DDP's wrapper under DDP
         bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc=name,
-                   disable=not self.progress, dynamic_ncols=True)
+                   disable=not (self.progress and group.main), dynamic_ncols=True)
         for epoch in bar:
+            group.epoch_seed(self.seed, epoch)                     # only under DDP
             t0 = time.perf_counter()
             loss_sum, n_batches = train_epoch(model, optimizer, batches, cfg.mode, cfg.batch_size,
-                                              epoch_generator(self.seed, epoch))
+                                              epoch_generator(self.seed, epoch), group, loss_of)
             train_seconds = time.perf_counter() - t0
             if not math.isfinite(loss_sum):
                 raise FloatingPointError(f"{name}: non-finite training loss ({loss_sum}) at "
                                          f"epoch {epoch}; the run diverged (try a smaller lr); "
                                          "no metrics written")
             t0 = time.perf_counter()
-            valid = metrics_from_ranks(evaluate(model, batches, "valid", cfg.eval_batch_size,
-                                                negatives["valid"]), cfg.topk)
+            valid = {}
+            if group.main:                                         # rank 0 validates
+                valid = metrics_from_ranks(evaluate(model, batches, "valid", cfg.eval_batch_size,
+                                                    negatives["valid"]), cfg.topk)
             valid_seconds = time.perf_counter() - t0
-            score = valid[cfg.valid_metric]
+            score = group.broadcast(valid.get(cfg.valid_metric, math.nan), device)
             best, cur_step, stop, improved = early_stopping(score, best, cur_step,
                                                             cfg.stopping_step)
             if improved:
@@ -522,12 +551,13 @@ class _Run:
             history.append({"epoch": epoch, "loss": loss_sum / n_batches, "loss_sum": loss_sum,
                             "train_seconds": train_seconds, "valid_seconds": valid_seconds,
                             **{f"valid_{k}": v for k, v in valid.items()}})
-            ckpt = {"epoch": epoch, "early_stopped": stop, "resolved": resolved,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(device), "best": best, "cur_step": cur_step,
-                    "best_epoch": best_epoch, "best_state": best_state, "history": history}
-            with atomic_path(ckpt_path) as tmp:
-                torch.save(ckpt, tmp)
+            if group.main:                                         # rank 0 checkpoints
+                ckpt = {"epoch": epoch, "early_stopped": stop, "resolved": resolved,
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": _rng_state(device), "best": best, "cur_step": cur_step,
+                        "best_epoch": best_epoch, "best_state": best_state, "history": history}
+                with atomic_path(ckpt_path) as tmp:
+                    torch.save(ckpt, tmp)
             log.info("%s: epoch %d loss %.4f valid %s %.4f%s (%.1f s train, %.2f s valid)", name,
                      epoch, loss_sum / n_batches, cfg.valid_metric, score,
                      " *" if improved else "", train_seconds, valid_seconds)

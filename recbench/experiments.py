@@ -17,6 +17,11 @@ A group (config key `groups`) is a block of lists whose cross product gives its 
                                          merged over the group's own block and expanded alone
 
 Train settings of a run: config `train`, then `train_by_dataset[dataset]`, then the group's.
+
+External models (config/external_models.yaml: made by a rule running outside code, e.g.
+RecBole's own SASRec) are named in `models` like any model; the config key `external_models`
+adds them to every group that keeps the top-level `models`. They take no options (variant
+`default`), and each declares the train settings its rule supports (`requires`).
 Everything a user can get wrong (a model name, an option name or value, a group name, two
 groups asking for the same run with different settings) fails here, when the workflow is
 built, naming what is wrong, instead of hours later in a training job.
@@ -25,13 +30,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import jsonschema
+import yaml
 
 from models import REGISTRY, model_class
 from recbench.report import variant_name
 
+EXTERNAL_PATH = Path(__file__).resolve().parents[1] / "config" / "external_models.yaml"
 GROUP_KEYS = {"description", "paper", "datasets", "models", "max_lens", "seeds", "overrides", "train",
               "sweeps"}
 
@@ -40,20 +49,61 @@ class ConfigError(ValueError):
     """A config mistake found when the workflow is built; the message names the key."""
 
 
-def _fields(model: str) -> set[str]:
+def _fields(model: str, external=()) -> set[str]:
+    if model in external:
+        return set()
     return {f.name for f in dataclasses.fields(model_class(model).Config)} - {"max_len"}
 
 
-def model_defaults(model: str) -> dict:
-    """The model's Config defaults (the reference hyperparameters)."""
+def model_defaults(model: str, external=()) -> dict:
+    """The model's Config defaults (the reference hyperparameters); none for an external one."""
+    if model in external:
+        return {}
     return dataclasses.asdict(model_class(model).Config())
 
 
-def check_model_options(model: str, overrides: dict, where: str) -> None:
-    """Unknown model, unknown option or a value the model's Config refuses -> ConfigError."""
+def load_external_models(path=EXTERNAL_PATH) -> dict[str, dict]:
+    """config/external_models.yaml: {name: entry}, each with a `rule`, a `description` and
+    optional `requires` ({train key: [allowed values]}); names distinct from models/REGISTRY."""
+    path = Path(path)
+    try:
+        catalogue = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the external models: {err}") from None
+    if not isinstance(catalogue, dict):
+        raise ConfigError(f"{path}: must map model names to entries")
+    for name, entry in catalogue.items():
+        where = f"{path.name}: external model {name!r}"
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", str(name)):
+            raise ConfigError(f"{where}: a name is lower-case letters, digits, '_', '.', '-'")
+        if name in REGISTRY:
+            raise ConfigError(f"{where} has the name of a registered model (models/__init__.py)")
+        if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k), str) for k in ("rule", "description")):
+            raise ConfigError(f"{where} needs `rule` (the rule that makes its runs) and "
+                              "`description`, both strings")
+        requires = entry.get("requires", {})
+        if not isinstance(requires, dict) or not all(isinstance(v, list)
+                                                     for v in requires.values()):
+            raise ConfigError(f"{where}: `requires` maps train keys to lists of allowed values")
+    return catalogue
+
+
+def check_model_options(model: str, overrides: dict, where: str, external=None) -> None:
+    """Unknown model, unknown option or a value the model's Config refuses -> ConfigError.
+    `external`: the external models (load_external_models), which take no options."""
+    external = external or {}
+    if model in external:
+        if overrides:
+            raise ConfigError(f"{where}: {model!r} is an external model (config/"
+                              f"external_models.yaml, made by rule {external[model]['rule']!r}"
+                              f"); it takes no model options, got {sorted(overrides)}")
+        return
     if model not in REGISTRY:
         raise ConfigError(f"{where}: unknown model {model!r}; registered models "
-                          f"(models/__init__.py): {sorted(REGISTRY)}")
+                          f"(models/__init__.py): {sorted(REGISTRY)}"
+                          + (f"; external models (config/external_models.yaml): "
+                             f"{sorted(external)}" if external else ""))
     fields = _fields(model)
     unknown = sorted(set(overrides) - fields)
     if unknown:
@@ -93,6 +143,9 @@ def _blocks(name: str, group: dict, config: dict):
         raise ConfigError(f"config groups.{name}: unknown key(s) {unknown}; "
                           f"allowed: {sorted(GROUP_KEYS)}")
     base = {k: group.get(k, config[k]) for k in ("datasets", "models", "max_lens", "seeds")}
+    if "models" not in group:     # the top-level list, with the switched-on external models
+        base["models"] = list(dict.fromkeys(config["models"]
+                                            + list(config.get("external_models", []))))
     base["overrides"] = group.get("overrides", [{}])
     base["train"] = group.get("train", {})
     sweeps = group.get("sweeps") or {}
@@ -122,14 +175,20 @@ def _check_train(settings: dict, schema: dict, where: str) -> None:
             raise ConfigError(f"config {where}.{key}: {err.message}") from None
 
 
-def expand_groups(config: dict, schema: dict,
-                  datasets: dict) -> dict[str, dict[str, list[Run]]]:
+def expand_groups(config: dict, schema: dict, datasets: dict,
+                  external: dict | None = None) -> dict[str, dict[str, list[Run]]]:
     """{group: {section: [Run, ...]}} for every group named in `run_groups`, each run checked;
     a group's sections are its sweeps, or the one section "" without sweeps.
 
     `config` is the validated config (defaults filled), `schema` config/schema.yaml as a dict,
-    `datasets` the dataset registry (names only are used).
+    `datasets` the dataset registry (names only are used), `external` the external models
+    (load_external_models; none if omitted).
     """
+    external = external or {}
+    unknown = [m for m in config.get("external_models", []) if m not in external]
+    if unknown:
+        raise ConfigError(f"config external_models: unknown external model(s) {unknown}; "
+                          f"defined in config/external_models.yaml: {sorted(external)}")
     groups = config["groups"]
     unknown = [g for g in config["run_groups"] if g not in groups]
     if unknown:
@@ -141,7 +200,7 @@ def expand_groups(config: dict, schema: dict,
                               f"{sorted(datasets)}")
         _check_train(settings, schema, f"train_by_dataset.{dataset}")
     for model, over in config["model_overrides"].items():
-        check_model_options(model, over, f"config model_overrides.{model}")
+        check_model_options(model, over, f"config model_overrides.{model}", external)
 
     runs: dict[str, dict[str, list[Run]]] = {}
     seen: dict[str, tuple[str, Run]] = {}
@@ -157,19 +216,21 @@ def expand_groups(config: dict, schema: dict,
                                   f"(config/datasets.yaml or 'dataset_registry'): "
                                   f"{sorted(datasets)}")
             for model in block["models"]:
-                check_model_options(model, {}, f"config {where}.models")
+                check_model_options(model, {}, f"config {where}.models", external)
             for over in block["overrides"]:   # each option set must fit some model of the block
-                if not any(set(over) <= _fields(m) for m in block["models"]):
-                    check_model_options(block["models"][0], over, f"config {where}.overrides")
+                if not any(set(over) <= _fields(m, external) for m in block["models"]):
+                    check_model_options(block["models"][0], over, f"config {where}.overrides",
+                                        external)
             # each (model, option set) checked and named once; sets meant for another model
             # of the block are skipped
             variants = {}
             for model, (i, over) in itertools.product(block["models"],
                                                       enumerate(block["overrides"])):
-                if set(over) <= _fields(model):
+                if set(over) <= _fields(model, external):
                     options = config["model_overrides"].get(model, {}) | over
-                    check_model_options(model, options, f"config {where}.overrides")
-                    variants[model, i] = options, variant_name(options, model_defaults(model))
+                    check_model_options(model, options, f"config {where}.overrides", external)
+                    variants[model, i] = options, variant_name(
+                        options, model_defaults(model, external))
             for dataset, model, i, max_len, seed in itertools.product(
                     block["datasets"], block["models"], range(len(block["overrides"])),
                     block["max_lens"], block["seeds"]):
@@ -179,6 +240,8 @@ def expand_groups(config: dict, schema: dict,
                 train = (config["train"] | config["train_by_dataset"].get(dataset, {})
                          | block["train"])
                 run = Run(dataset, model, variant, int(max_len), int(seed), options, train)
+                if model in external:
+                    _check_requires(run, external[model], where)
                 if run.path in seen:
                     other_where, other = seen[run.path]
                     if other.train != run.train:
@@ -196,6 +259,15 @@ def expand_groups(config: dict, schema: dict,
             raise ConfigError(f"config groups.{name}: expands to no run (do its overrides "
                               f"match options of its models {groups[name].get('models')}?)")
     return runs
+
+
+def _check_requires(run: Run, entry: dict, where: str) -> None:
+    """An external model's rule supports some train settings with some values only."""
+    for key, allowed in entry.get("requires", {}).items():
+        if key in run.train and run.train[key] not in allowed:
+            raise ConfigError(f"config {where}: {run.path}: external model {run.model!r} "
+                              f"(rule {entry['rule']!r}) supports train.{key} {allowed} only, "
+                              f"got {run.train[key]!r}")
 
 
 def group_runs(groups: dict, name: str) -> list[Run]:

@@ -111,7 +111,9 @@ def read_atomic(path, user_field: str = "user_id", item_field: str = "item_id",
     """RecBole atomic `.inter`: tab-separated, typed header `name:type`, columns by name.
 
     Any column order works (RecSysDatasets' netflix.inter is item_id first); other columns
-    (rating, ...) are ignored, as with RecBole's `load_col: [user_id, item_id, timestamp]`.
+    (rating, num_repeat, ...) are ignored, as with RecBole's `load_col: [user_id, item_id,
+    timestamp]`. The three column names are arguments (RecBole's USER_ID_FIELD,
+    ITEM_ID_FIELD, TIME_FIELD): RecSysDatasets' LFM-1b files call the item `artists_id`.
     """
     path = Path(path)
     _check_nonempty(path)
@@ -262,9 +264,16 @@ PARSERS = {
 }
 
 
-def read_interactions(path, fmt: str) -> pd.DataFrame:
-    """Parse a raw file of format `fmt` (one of FORMATS) into user/item/timestamp."""
+def read_interactions(path, fmt: str, fields: dict | None = None) -> pd.DataFrame:
+    """Parse a raw file of format `fmt` (one of FORMATS) into user/item/timestamp.
+
+    `fields` ({user, item, time}: column names, the registry's `atomic_fields`) applies to
+    atomic files only; absent keys keep RecBole's defaults user_id / item_id / timestamp.
+    """
     if fmt not in PARSERS:
         raise DataError(f"{path}: unknown raw format {fmt!r}; known: {sorted(PARSERS)}")
+    if fmt == "atomic" and fields:
+        names = {"user": "user_field", "item": "item_field", "time": "time_field"}
+        return read_atomic(path, **{names[k]: v for k, v in fields.items()})
     return PARSERS[fmt](path)
 

@@ -16,15 +16,16 @@ from recbench.protocol import InterFilter, build_sequences
 
 
 def preprocess(raw_path, fmt: str, out_dir, flt: InterFilter, time_key: str = "float32",
-               source_sha256: str | None = None) -> dict:
+               source_sha256: str | None = None, fields: dict | None = None) -> dict:
     """Parse, filter, order and write `{out_dir}/sequences.parquet` and `stats.json`.
 
     A failure leaves earlier outputs untouched. `source_sha256` (the fetch manifest's) saves
     hashing the raw file again; a raw folder (Netflix Prize's training_set) gets None.
+    `fields`: an atomic file's column names (the registry's `atomic_fields`).
     Returns the stats written.
     """
     raw_path, out_dir = Path(raw_path), Path(out_dir)
-    df = read_interactions(raw_path, fmt)
+    df = read_interactions(raw_path, fmt, fields)
     table, stats = build_sequences(df, flt, time_key)
     stats["source_file"] = raw_path.name
     stats["source_format"] = fmt

@@ -1,24 +1,63 @@
-"""Time and memory of one training step (forward + backward + Adam step) of a model.
+"""The cost of one model at one window length: training step time and memory, FLOPs, inference.
 
-Run each measurement in a fresh process (`python -m recbench.profiling ...`) so that the
-peak-memory reading belongs to that cell alone; benchmark scripts loop over cells with
-`profile_in_subprocess`.
+One profile cell = (model, option set, memory policy, max_len, batch size, device). It is
+measured on a batch of full-length random sequences (seq_len = max_len: the worst case for
+memory), always in a fresh process (`profile_in_subprocess`), so that the peak-memory reading
+belongs to that cell alone. What a cell records:
 
-Memory is reported two ways:
-  CPU:  peak resident set size of the process minus the RSS just before the model was
-        built (`peak_rss_mb`: model + optimiser state + activations + allocator slack);
-  CUDA: torch.cuda.max_memory_allocated (`peak_cuda_mb`) and max_memory_reserved.
+  seconds_per_step    median over `steps` training steps (forward + CE loss over all items +
+                      backward + Adam step) after `warmup` untimed ones;
+  memory              CPU:  peak resident set size of the process minus its RSS just before
+                            the model was built (`peak_rss_mb`: model, optimiser state,
+                            activations, allocator slack);
+                      CUDA: torch.cuda.max_memory_allocated (`peak_cuda_mb`) and
+                            max_memory_reserved (`peak_cuda_reserved_mb`: what RecBole, and
+                            so the paper's figures, report);
+  flops_per_sequence  torch.utils.flop_counter.FlopCounterMode over one forward (encoder +
+                      read-out) of ONE sequence of length max_len: the quantity RecBole's
+                      `get_flops` reports (42,841,664 for RecGRELA on ML-1M at L=200 in the
+                      reference log; FlopCounterMode counts matmuls only, 2 FLOPs per MAC);
+  users_per_second    full-ranking inference (`full_sort_predict`, no grad) on the batch;
+  predict_latency_ms  one user's next-item scores at history length max_len (batch 1, no grad),
+                      recomputing the whole window;
+  stream_step_ms      causal models with a streaming API (`init_state` / `step`: RecGRELA with
+                      causal=True): one appended item and its scores for one user, an O(1)
+                      state update whatever the history length. Other causal models have no
+                      such API here, so they have only predict_latency_ms.
+
+Memory policy: `stored` trains as the reference code does (every activation kept for backward);
+`recompute` switches on activation recomputation (`recompute=True`) in models that have it (in
+this suite RecGRELA only). RecGRELA's own default is `recompute=True`, so the `stored` policy
+sets it to False: figures compare models under one policy and label the other.
+
+A cell that runs out of memory (a failed allocation, the CPU address-space cap, the OOM killer)
+or over its time limit is returned with status `oom` or `timeout` and the limit as its reason,
+never raised: the workflow records it as a cell and goes on.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+POLICIES = ("stored", "recompute")
+
+
+def supports_recompute(model_name: str) -> bool:
+    """Whether the model has activation recomputation (a `recompute` option)."""
+    import dataclasses
+
+    from models import model_class
+
+    return "recompute" in {f.name for f in dataclasses.fields(model_class(model_name).Config)}
 
 
 def _rss_mb() -> float:
@@ -31,77 +70,154 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def profile_step(model_name: str, max_len: int, batch_size: int, n_items: int = 3417,
-                 steps: int = 3, warmup: int = 1, device: str = "cpu", seed: int = 0,
-                 overrides: dict | None = None) -> dict:
-    """Mean seconds per training step (after `warmup` steps) and peak memory.
+def _median_seconds(fn, repeats: int, sync) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
-    The batch is full-length sequences (seq_len = max_len): the worst case for memory.
-    """
-    from models import build_model
+
+def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 3417,
+                 overrides: dict | None = None, policy: str = "stored", steps: int = 3,
+                 warmup: int = 1, device: str = "cpu", seed: int = 0) -> dict:
+    """Measure one cell in this process (see the module docstring for each field)."""
+    from recbench.engine import build_for_run
+
+    if policy not in POLICIES:
+        raise ValueError(f"memory policy must be one of {POLICIES}, got {policy!r}")
+    options = dict(overrides or {})
+    model_name = model
+    if supports_recompute(model_name):
+        options["recompute"] = policy == "recompute"
+    elif policy == "recompute":
+        raise ValueError(f"model {model_name!r} has no activation recomputation (`recompute`)")
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     torch.manual_seed(seed)
     rss_before = _rss_mb()
-    model = build_model(model_name, n_items, **(overrides or {})).to(device)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = build_for_run(model_name, n_items, max_len, options).to(device)
     item_seq = torch.randint(1, n_items, (batch_size, max_len), device=device)
     seq_len = torch.full((batch_size,), max_len, device=device)
     target = torch.randint(1, n_items, (batch_size,), device=device)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+    result = {"model": model_name, "overrides": overrides or {}, "policy": policy,
+              "max_len": max_len, "batch_size": batch_size, "n_items": n_items,
+              "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = model.calculate_loss(item_seq, seq_len, target)
-        loss.backward()
-        optimizer.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
+    if model.learned:
+        model.train()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    seconds = (time.perf_counter() - start) / steps
-    result = {
-        "model": model_name, "max_len": max_len, "batch_size": batch_size, "n_items": n_items,
-        "device": device, "threads": torch.get_num_threads(), "seconds_per_step": seconds,
-        "peak_rss_mb": _peak_rss_mb() - rss_before,
-        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-        "overrides": overrides or {}, "torch": torch.__version__,
-    }
-    if device.startswith("cuda"):
+        def train_step():
+            optimizer.zero_grad(set_to_none=True)
+            model.calculate_loss(item_seq, seq_len, target).backward()
+            optimizer.step()
+
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(warmup):
+            train_step()
+        sync()
+        result["seconds_per_step"] = _median_seconds(train_step, steps, sync)
+    # training dominates the peak; read it before inference adds its own buffers
+    result["peak_rss_mb"] = _peak_rss_mb() - rss_before
+    if cuda:
         result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
         result["peak_cuda_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
+
+    model.eval()
+    with torch.no_grad():
+        one_seq, one_len = item_seq[:1], seq_len[:1]
+        with FlopCounterMode(display=False) as counter:
+            model.full_sort_predict(one_seq, one_len)
+        result["flops_per_sequence"] = counter.get_total_flops()
+        predict = lambda: model.full_sort_predict(item_seq, seq_len)  # noqa: E731
+        predict()
+        result["users_per_second"] = batch_size / _median_seconds(predict, steps, sync)
+        latency = lambda: model.full_sort_predict(one_seq, one_len)  # noqa: E731
+        latency()
+        result["predict_latency_ms"] = 1000 * _median_seconds(latency, max(steps, 5), sync)
+        if model.causal and hasattr(model, "init_state"):   # a true O(1) streaming step
+            state = [model.init_state(1)]
+            item = one_seq[:, 0]
+
+            def stream():
+                state[0], hidden = model.step(state[0], item)
+                model.score(hidden)
+            stream()
+            result["stream_step_ms"] = 1000 * _median_seconds(stream, max(steps, 5), sync)
+    result["status"] = "ok"
     return result
 
 
-def profile_in_subprocess(model_name: str, max_len: int, batch_size: int, timeout: float = 1800,
-                          **kwargs) -> dict:
-    """`profile_step` in a fresh Python process; on failure returns {"error": ...}."""
-    cmd = [sys.executable, "-m", "recbench.profiling", "--model", model_name,
-           "--max-len", str(max_len), "--batch-size", str(batch_size),
-           "--kwargs", json.dumps(kwargs)]
+def _is_out_of_memory(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "allocate" in text \
+        or "out of memory" in text
+
+
+def _identity(cell: dict) -> dict:
+    """The fields naming a cell, with profile_cell's defaults filled in."""
+    return {"model": cell["model"], "overrides": cell.get("overrides") or {},
+            "policy": cell.get("policy", "stored"), "max_len": cell["max_len"],
+            "batch_size": cell["batch_size"], "device": cell.get("device", "cpu")}
+
+
+def profile_in_subprocess(cell: dict, *, timeout_s: float, memory_limit_gb: float | None = None,
+                          threads: int | None = None) -> dict:
+    """`profile_cell(**cell)` in a fresh Python process; out of memory and over time come back
+    as a cell with status `oom` / `timeout` and the limit in `reason`, other failures as
+    `error` with the last line of the traceback.
+
+    `memory_limit_gb` caps the child's address space (CPU only: CUDA cannot run under such a
+    cap); a cell that needs more fails its allocation and is recorded as out of memory.
+    `threads` sets the child's intra-op threads (default: torch's, all cores).
+    """
+    cuda = str(cell.get("device", "cpu")).startswith("cuda")
+    limit_text = f"{memory_limit_gb:g} GB address space" if memory_limit_gb and not cuda \
+        else "device memory"
+
+    def cap_memory():
+        if memory_limit_gb and not cuda:
+            limit = int(memory_limit_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    cmd = [sys.executable, "-m", "recbench.profiling", json.dumps(cell)]
+    base = _identity(cell)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                              preexec_fn=cap_memory, env=env)
     except subprocess.TimeoutExpired:
-        return {"model": model_name, "max_len": max_len, "error": f"timeout after {timeout:.0f} s"}
-    if done.returncode != 0:
-        reason = "killed (out of memory?)" if done.returncode < 0 else done.stderr.strip().splitlines()[-1:]
-        return {"model": model_name, "max_len": max_len, "error": str(reason)}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        return base | {"status": "timeout", "reason": f"over the time limit of {timeout_s:g} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    if done.returncode == -9:                        # SIGKILL: the kernel's OOM killer
+        return base | {"status": "oom", "reason": f"killed (out of memory, {limit_text})"}
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return base | {"status": "error", "reason": last[:300]}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--max-len", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--kwargs", default="{}", help="JSON dict of profile_step keyword arguments")
-    args = parser.parse_args()
-    print(json.dumps(profile_step(args.model, args.max_len, args.batch_size, **json.loads(args.kwargs))))
+    parser = argparse.ArgumentParser(description="Profile one cell (a JSON dict of "
+                                     "profile_cell's arguments); prints the result as JSON.")
+    parser.add_argument("cell")
+    cell = json.loads(parser.parse_args().cell)
+    try:
+        result = profile_cell(**cell)
+    except Exception as err:                         # noqa: BLE001 (sorted below)
+        if not _is_out_of_memory(err):
+            raise
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        where = "device memory" if str(cell.get("device", "")).startswith("cuda") else (
+            f"{limit / 2**30:g} GB address space" if limit > 0 else "host memory")
+        result = _identity(cell) | {"status": "oom", "reason": f"out of memory ({where})"}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

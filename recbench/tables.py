@@ -42,6 +42,7 @@ TITLES = {"hit@5": "HR@5", "ndcg@5": "NDCG@5", "mrr@5": "MRR@5", "hit@10": "HR@1
           "echomamba4rec": "EchoMamba4Rec", "eulerformer": "EulerFormer", "recblr": "RecBLR",
           "sigma": "SIGMA", "recgrela": "RecGRELA", "sasrec": "SASRec", "gru4rec": "GRU4Rec",
           "bert4rec": "BERT4Rec", "popularity": "Pop",
+          "recbole-sasrec": "SASRec (RecBole)", "recbole-gru4rec": "GRU4Rec (RecBole)",
           "ml-1m": "ML-1M", "ml-20m": "ML-20M", "ml-32m": "ML-32M", "lfm-1b": "LFM-1B",
           "netflix": "Netflix", "ml-100k": "ML-100K"}
 FORMATS = {"seconds_per_epoch": "{:.2f}", "gpu_memory_gb": "{:.2f}"}   # else 4 decimals
@@ -402,7 +403,8 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
             value = lookup.get(at)
             ours[display_name(metric)] = cell.text
             printed[display_name(metric)] = _fmt(metric, value)
-            data.append({by: key, "label": label if isinstance(label, str) else None,
+            data.append({"dataset": dataset, "model": model, by: key,
+                         "label": label if isinstance(label, str) else None,
                          "metric": metric, "ours_mean": cell.mean, "ours_std": cell.std,
                          "n_seeds": cell.n, "ours": cell.text, "problems": cell.problems,
                          "paper": value})

@@ -1,14 +1,22 @@
 # Config validation, the dataset registry, the experiment groups and the output lists: every
 # config mistake fails here, when the DAG is built, naming the key (recbench/experiments.py).
 from pathlib import Path
+import json
 import re
 
 import yaml
 from snakemake.utils import validate
 
 from models import REGISTRY
-from recbench.experiments import ConfigError, all_runs, expand_groups, group_runs
+from recbench.experiments import (
+    ConfigError,
+    all_runs,
+    expand_groups,
+    group_runs,
+    load_external_models,
+)
 from recbench.parsers import DataError
+from recbench.profile_grid import expand_profile
 from recbench.registry import check_registry, load_registry
 
 validate(
@@ -29,12 +37,22 @@ except DataError as err:
     raise ValueError(str(err)) from None
 
 try:
+    # models made by a rule outside the engine (rules/external_*.smk), not in REGISTRY
+    EXTERNAL = load_external_models(CONFIG_DIR / "external_models.yaml")
     GROUPS = expand_groups(
-        config, yaml.safe_load((CONFIG_DIR / "schema.yaml").read_text()), DATASETS
+        config,
+        yaml.safe_load((CONFIG_DIR / "schema.yaml").read_text()),
+        DATASETS,
+        EXTERNAL,
     )
 except ConfigError as err:
     raise ValueError(str(err)) from None
 RUNS = all_runs(GROUPS)
+try:
+    PROFILE = expand_profile(config)  # {study: [ProfileCell]}
+except ConfigError as err:
+    raise ValueError(str(err)) from None
+PROFILE_CELLS = {cell.path: cell for cells in PROFILE.values() for cell in cells}
 # the datasets to preprocess: those of the runs, and the top-level list (data-only configs)
 USED_DATASETS = sorted({run.dataset for run in RUNS.values()} | set(config["datasets"]))
 
@@ -46,6 +64,9 @@ wildcard_constraints:
     max_len=r"\d+",
     seed=r"\d+",
     group="|".join(re.escape(name) for name in GROUPS) or "^$",
+    study="|".join(re.escape(name) for name in PROFILE) or "^$",
+    policy="stored|recompute",
+    batch=r"\d+",
 
 
 def dataset_entry(wildcards):
@@ -87,6 +108,18 @@ def run_train_settings(wildcards):
     return run_of(wildcards).train
 
 
+def external_settings(wildcards):
+    """An external model's run for its rule: identity, catalogue entry, train settings (JSON)."""
+    run = run_of(wildcards)
+    spec = {k: v for k, v in EXTERNAL[run.model].items() if k != "description"}
+    return json.dumps(run.identity() | {"spec": spec, "train": run.train})
+
+
+def train_gpus(wildcards):
+    """GPUs of a train job: one per process (train.processes) when config `gpu` is true."""
+    return run_of(wildcards).train.get("processes", 1) if config["gpu"] else 0
+
+
 def run_files(runs, name):
     """The train rule's output `name` for each run."""
     return [
@@ -99,6 +132,10 @@ def run_files(runs, name):
         )
         for run in runs
     ]
+
+
+def group_histories(wildcards):
+    return run_files(group_runs(GROUPS, wildcards.group), "history")
 
 
 def group_metrics(wildcards):
@@ -121,9 +158,87 @@ def group_layout(wildcards):
     }
 
 
+def profile_of(wildcards):
+    """The profile cell behind a profile job's wildcards, as profile_cell's arguments."""
+    path = (
+        f"results/profile/{wildcards.device}/{wildcards.policy}/{wildcards.model}/"
+        f"{wildcards.variant}/L{wildcards.max_len}/B{wildcards.batch}.json"
+    )
+    if path not in PROFILE_CELLS:
+        raise ValueError(f"{path} is not a cell of the configured profile studies")
+    cell = PROFILE_CELLS[path]
+    return {
+        "model": cell.model,
+        "overrides": cell.overrides,
+        "policy": cell.policy,
+        "max_len": cell.max_len,
+        "batch_size": cell.batch_size,
+        "device": cell.device,
+        "n_items": config["profile"]["n_items"],
+        "steps": config["profile"]["steps"],
+        "warmup": config["profile"]["warmup"],
+    }
+
+
+def study_description(wildcards):
+    study = config["profile"]["studies"][wildcards.study]
+    return study.get("description", wildcards.study)
+
+
+def group_description(wildcards):
+    return config["groups"][wildcards.group].get("description", wildcards.group)
+
+
+def study_cells(wildcards):
+    return [cell.path for cell in PROFILE[wildcards.study]]
+
+
+def group_figure_kind(group):
+    """How a group is drawn (recbench/figures.py); None = no figure of its own (Table 2 is
+    drawn as Fig. 3, against the cost grid)."""
+    spec = config["groups"][group]
+    if spec.get("paper") == "table2":
+        return None
+    if spec.get("sweeps"):
+        return "sensitivity"
+    if spec.get("paper"):
+        return "bars"
+    if len({run.max_len for run in group_runs(GROUPS, group)}) > 1:
+        return "accuracy_length"
+    return "bars"
+
+
+FIGURE_GROUPS = [g for g in GROUPS if group_figure_kind(g)]
+MAIN_GROUPS = [g for g in GROUPS if config["groups"][g].get("paper") == "table2"]
+
+
+def study_axis(study):
+    """The x axis of a study's figure: the one option its option sets vary, else max_len."""
+    sets = config["profile"]["studies"][study].get("overrides", [{}])
+    varied = {
+        k for over in sets for k in over if len({str(o.get(k)) for o in sets}) > 1
+    }
+    return varied.pop() if len(varied) == 1 else "max_len"
+
+
+def main_max_len(group):
+    return min(run.max_len for run in group_runs(GROUPS, group))
+
+
+def figure_outputs():
+    """Every figure this config can draw."""
+    figures = expand(rules.profile_figure.output.png, study=list(PROFILE))
+    figures += expand(rules.group_figure.output.png, group=FIGURE_GROUPS)
+    if PROFILE_CELLS:
+        figures += expand(rules.cost_accuracy_figure.output.png, group=MAIN_GROUPS)
+    figures += expand(rules.training_curves.output.png, group=MAIN_GROUPS)
+    return figures
+
+
 def all_outputs():
     outputs = [rules.dataset_table.output.md]
     if RUNS:
         outputs.append(rules.runs_table.output.md)
         outputs += expand(rules.group_table.output.md, group=list(GROUPS))
-    return outputs
+    outputs += expand(rules.profile_table.output.md, study=list(PROFILE))
+    return outputs + figure_outputs()

@@ -8,7 +8,12 @@ rule dataset_table:
         paper="reports/paper_numbers.yaml",
     output:
         md="reports/tables/table1_datasets.md",
-        csv="reports/tables/table1_datasets.csv",
+        csv=report(
+            "reports/tables/table1_datasets.csv",
+            caption="../reports/captions/table.rst",
+            category="Tables",
+            subcategory="Table 1: datasets",
+        ),
         tex="reports/tables/table1_datasets.tex",
     log:
         "logs/dataset_table.log",
@@ -26,7 +31,12 @@ rule runs_table:
         paper="reports/paper_numbers.yaml",
     output:
         md="reports/tables/runs.md",
-        csv="reports/tables/runs.csv",
+        csv=report(
+            "reports/tables/runs.csv",
+            caption="../reports/captions/table.rst",
+            category="Tables",
+            subcategory="every run",
+        ),
         tex="reports/tables/runs.tex",
     log:
         "logs/runs_table.log",
@@ -45,7 +55,12 @@ rule group_table:
         paper="reports/paper_numbers.yaml",
     output:
         md="reports/tables/{group}.md",
-        csv="reports/tables/{group}.csv",
+        csv=report(
+            "reports/tables/{group}.csv",
+            caption="../reports/captions/table.rst",
+            category="Tables",
+            subcategory="{group}",
+        ),
         tex="reports/tables/{group}.tex",
     log:
         "logs/group_table/{group}.log",

@@ -20,7 +20,7 @@ rule train:
         ENVIRONMENT
     threads: 2
     resources:
-        gpu=1 if config["gpu"] else 0,
+        gpu=train_gpus,  # train.processes GPUs (torchrun ranks) when config gpu is true
     params:
         overrides=run_overrides,
         train=run_train_settings,

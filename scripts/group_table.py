@@ -3,14 +3,11 @@
 The group's `paper` block decides the layout (recbench/tables.py): `table2` is Table 2's
 (models as columns, ours beside the paper's, paired tests from the per-user test ranks),
 `table3` Table 3's, anything else one table per sweep and (dataset, model): rows = variants,
-or max_len values when only the window length varies.
+or max_len values when only the window length varies. Every run and its per-user ranks are
+checked against the results contract (recbench/results.py) whatever rule wrote them.
 """
-import json
-from pathlib import Path
-
-import pandas as pd
-
 from recbench.report import paper_numbers
+from recbench.results import read_run, read_test_ranks
 from recbench.rule_script import run_rule
 from recbench.tables import (Table, group_table, layers_table, main_table, run_key,
                              write_table)
@@ -35,14 +32,15 @@ def section_tables(block, members, runs, ranks, paper) -> list[Table]:
 
 
 def main(group: str, layout: dict, metrics_files: list[str], paper_yaml: str, out) -> None:
-    runs = [json.loads(Path(f).read_text()) for f in metrics_files]
-    ranks = {run_key(run): pd.read_parquet(Path(f).with_name("test_ranks.parquet"))
+    runs = [read_run(f) for f in metrics_files]
+    ranks = {run_key(run): read_test_ranks(f, run)
              for run, f in zip(runs, metrics_files) if run["status"] == "ok"}
     paper = paper_numbers(paper_yaml)
     tables = []
     for section, members in layout["sections"].items():
         for table in section_tables(layout["paper"], members, runs, ranks, paper):
             table.title = f"{group}{f' ({section})' if section else ''}: {table.title}"
+            table.data = table.data.assign(section=section)   # figures split sweeps by it
             tables.append(table)
     head = f"{layout['description']}\n\n" if layout["description"] else ""
     write_table(tables, out.md, out.csv, out.tex, head=head)

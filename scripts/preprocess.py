@@ -16,7 +16,7 @@ from recbench.rule_script import run_rule
 def main(manifest: str, entry: dict, out_dir: str) -> None:
     raw = read_manifest(manifest)
     stats = preprocess(raw["path"], raw["format"], out_dir, entry_filter(entry),
-                       entry["time_key"], raw.get("sha256"))
+                       entry["time_key"], raw.get("sha256"), entry.get("atomic_fields"))
     print(json.dumps(stats, indent=2), file=sys.stderr)
 
 

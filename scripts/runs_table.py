@@ -1,18 +1,17 @@
 """Rule runs_table: every run's metrics.json -> reports/tables/runs.* (one row per run).
 
 Status, test HR/NDCG/MRR@5,10, the paper's and the reference log's value for the same
-setting, epochs, time, memory and device; each run's identity is read from its metrics.json.
+setting, epochs, time, memory and device; each run's identity is read from its metrics.json,
+checked against the results contract (recbench/results.py) whatever rule wrote it.
 """
-import json
-from pathlib import Path
-
 from recbench.report import paper_numbers
+from recbench.results import read_run
 from recbench.rule_script import run_rule
 from recbench.tables import runs_table, write_table
 
 
 def main(metrics_files: list[str], paper_yaml: str, out) -> None:
-    runs = [json.loads(Path(f).read_text()) for f in metrics_files]
+    runs = [read_run(f) for f in metrics_files]
     write_table(runs_table(runs, paper_numbers(paper_yaml)), out.md, out.csv, out.tex)
 
 

@@ -2,7 +2,8 @@
 
 Trains one run under the RecBole protocol and evaluates it by full ranking
 (recbench/engine.py): metrics.json, history.csv, per-user ranks. A rerun after a kill resumes
-from the checkpoint; a finished run is never retrained.
+from the checkpoint; a finished run is never retrained. With train.processes N > 1 the run is
+data-parallel: N ranks started with torchrun on this node (recbench/distributed.py).
 """
 import json
 import logging
@@ -11,18 +12,25 @@ from pathlib import Path
 
 import torch
 
-from recbench.engine import train_and_evaluate
+from recbench.distributed import launch
+from recbench.engine import train_and_evaluate, train_settings
 from recbench.rule_script import run_rule
 
 
 def main(dataset_dir: str, run_dir: str, wildcards, overrides: dict, train: dict,
          threads: int) -> None:
-    torch.set_num_threads(threads)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    result = train_and_evaluate(dataset_dir, run_dir, wildcards.model, overrides, train,
-                                max_len=int(wildcards.max_len), seed=int(wildcards.seed),
-                                variant=wildcards.variant, progress=sys.stderr.isatty())
+    run = dict(dataset_dir=dataset_dir, run_dir=run_dir, model_name=wildcards.model,
+               overrides=overrides, train_cfg=train, max_len=int(wildcards.max_len),
+               seed=int(wildcards.seed), variant=wildcards.variant)
+    processes = train_settings(train).processes
+    if processes > 1:
+        launch(processes, threads=threads, stream=sys.stderr, **run)
+        result = json.loads((Path(run_dir) / "metrics.json").read_text())
+    else:
+        torch.set_num_threads(threads)
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(message)s")
+        result = train_and_evaluate(**run, progress=sys.stderr.isatty())
     print(json.dumps({"status": result["status"], **result["test"]}), file=sys.stderr)
 
 

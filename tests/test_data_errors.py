@@ -184,8 +184,8 @@ def test_unknown_dataset_lists_the_known_ones():
 def test_schema_allows_exactly_the_keys_the_code_reads():
     assert allowed_keys() == sorted([
         "description", "format", "url", "md5", "sha256", "member", "file", "mirror_file",
-        "mirror_format", "user_min", "user_max", "item_min", "item_max", "time_key",
-        "synthetic"])
+        "mirror_format", "atomic_fields", "user_min", "user_max", "item_min", "item_max",
+        "time_key", "synthetic"])
 
 
 def test_misspelt_filter_key_fails_naming_it_and_the_allowed_keys():
@@ -261,7 +261,7 @@ def test_schema_enums_and_generator_defaults_match_the_code():
 
 def test_shipped_registry_is_valid_and_gets_the_schema_defaults():
     registry = load_registry()
-    assert {"ml-1m", "ml-20m", "ml-32m", "netflix", "netflix-prize", "ml-100k",
+    assert {"ml-1m", "ml-20m", "ml-32m", "lfm-1b", "netflix", "netflix-prize", "ml-100k",
             "synthetic"} <= set(registry)
     ml1m = registry["ml-1m"]
     assert ml1m["user_min"] == 5 and ml1m["user_max"] is None and ml1m["sha256"] is None

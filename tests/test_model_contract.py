@@ -51,6 +51,7 @@ VARIANTS = {
     "recgrela+absolute+causal": ("recgrela", {"position_encoding": "absolute", "causal": True}),
     "recgrela+learnable": ("recgrela", {"position_encoding": "learnable"}),
     "recgrela+learnable+causal": ("recgrela", {"position_encoding": "learnable", "causal": True}),
+    "eulerformer+no_contrastive": ("eulerformer", {"contrastive_weight": 0.0, "euler_bias": False}),
     "recgrela+ablated": ("recgrela", {"position_encoding": "none", "input_proj": False,
                                       "gate": False, "local_shortcut": False, "drop_path": 0.0,
                                       "activation": "relu"}),

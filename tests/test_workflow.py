@@ -26,6 +26,7 @@ def clone(tmp_path_factory) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
     (workdir / "reports").mkdir()
     shutil.copy(ROOT / "reports" / "paper_numbers.yaml", workdir / "reports")
+    shutil.copytree(ROOT / "reports" / "captions", workdir / "reports" / "captions")
     return workdir
 
 
@@ -60,6 +61,29 @@ def test_whole_dag_runs_and_writes_the_contract_files(finished: Path):
                       .read_text())["config"]["model_config"]["hidden_size"] == 24
     width = (finished / "reports/tables/width.md").read_text()
     assert "hidden_size=24" in width and "default" in width
+
+
+def test_profile_cells_tables_and_figures_with_an_oom_cell(finished: Path):
+    cell = json.loads((finished / "results/profile/cpu/stored/gru4rec/default/L20/B16.json")
+                      .read_text())
+    assert cell["status"] == "ok" and cell["seconds_per_step"] > 0 and cell["peak_rss_mb"] > 0
+    oom = json.loads((finished / "results/profile/cpu/stored/sasrec/default/L1600/B16.json")
+                     .read_text())
+    assert (oom["status"], oom["reason"]) == ("oom", "out of memory (3 GB address space)")
+    table = (finished / "reports/tables/profile_tiny.md").read_text()
+    assert "OOM: out of memory (3 GB address space)" in table
+    for figure in ["profile_tiny", "group_width", "fig3_main", "curves_main"]:
+        for ext in ["png", "svg"]:
+            assert (finished / f"reports/figures/{figure}.{ext}").stat().st_size > 5_000
+
+
+def test_html_report_bundles_every_table_and_figure(finished: Path):
+    done = snakemake(finished, "--report", "report.html")
+    assert done.returncode == 0, done.stderr[-3000:]
+    html = (finished / "report.html").read_text()
+    for name in ["profile_tiny.png", "fig3_main.png", "curves_main.png", "group_width.png",
+                 "main.csv", "runs.csv", "table1_datasets.csv", "profile_tiny.csv"]:
+        assert name in html, name
 
 
 def test_rerun_has_nothing_to_do(finished: Path):

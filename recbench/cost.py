@@ -1,0 +1,167 @@
+"""The cost grid's cells (results/profile/.../*.json) as a frame, fitted slopes, the paper's
+efficiency claim checked against them, and the cost tables.
+
+Memory is the training step's peak: on CUDA `max_memory_reserved` (what RecBole reports, and so
+the paper's figures), on CPU the peak RSS growth of the cell's process (recbench/profiling.py).
+A slope is the least-squares slope of log y against log max_len over a model's finished cells:
+1 = linear, 2 = quadratic. `tail_slope` uses only the last two finished lengths, where fixed costs
+(item table, optimiser state) no longer hide the growth.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recbench.tables import Table, display_name
+
+TAIL = 2                       # lengths in the tail slope: the local slope at the end
+
+
+def read_cells(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per cell: identity, status, reason and every measurement (NaN where absent)."""
+    rows = []
+    for path in paths:
+        cell = json.loads(Path(path).read_text())
+        for key in ("model", "policy", "max_len", "status"):
+            if key not in cell:
+                raise ValueError(f"{path}: profile cell lacks {key!r}")
+        cell["variant"] = Path(path).parts[-3]
+        cell["memory_mb"] = cell.get("peak_cuda_reserved_mb", cell.get("peak_rss_mb"))
+        cell["overrides"] = json.dumps(cell.get("overrides") or {}, sort_keys=True)
+        rows.append(cell)
+    frame = pd.DataFrame(rows)
+    for column in ("seconds_per_step", "memory_mb", "flops_per_sequence", "users_per_second",
+                   "predict_latency_ms", "reason"):
+        if column not in frame:
+            frame[column] = np.nan
+    frame["label"] = [series_label(m, v, p) for m, v, p in
+                      zip(frame["model"], frame["variant"], frame["policy"])]
+    return frame.sort_values(["model", "variant", "policy", "max_len"], ignore_index=True)
+
+
+def series_label(model: str, variant: str, policy: str) -> str:
+    """'RecGRELA', 'SASRec (attention=math)', 'RecGRELA [recompute]'."""
+    label = display_name(model) + ("" if variant == "default" else f" ({variant})")
+    return label + (" [recompute]" if policy == "recompute" else "")
+
+
+def loglog_slope(xs, ys) -> float:
+    """Least-squares slope of log y on log x; NaN with fewer than two points."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    keep = np.isfinite(xs) & np.isfinite(ys) & (xs > 0) & (ys > 0)
+    if keep.sum() < 2:
+        return math.nan
+    return float(np.polyfit(np.log(xs[keep]), np.log(ys[keep]), 1)[0])
+
+
+def slopes(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per series: memory and time slopes over all finished lengths and over the last TAIL,
+    the longest finished length and the first length that did not finish (with its status)."""
+    rows = []
+    for label, part in cells.groupby("label", sort=False):
+        ok = part[part["status"] == "ok"].sort_values("max_len")
+        failed = part[part["status"] != "ok"].sort_values("max_len")
+        tail = ok.tail(TAIL)
+        rows.append({
+            "label": label, "model": part["model"].iat[0], "variant": part["variant"].iat[0],
+            "policy": part["policy"].iat[0],
+            "memory_slope": loglog_slope(ok["max_len"], ok["memory_mb"]),
+            "memory_tail_slope": loglog_slope(tail["max_len"], tail["memory_mb"]),
+            "time_slope": loglog_slope(ok["max_len"], ok["seconds_per_step"]),
+            "time_tail_slope": loglog_slope(tail["max_len"], tail["seconds_per_step"]),
+            "longest_ok": int(ok["max_len"].max()) if len(ok) else None,
+            "first_failed": (f"{failed['status'].iat[0].upper()} at L={failed['max_len'].iat[0]}"
+                             if len(failed) else ""),
+        })
+    return pd.DataFrame(rows)
+
+
+def memory_claim(cells: pd.DataFrame, policy: str = "stored") -> str:
+    """The paper's claim (RecGRELA needs the least training memory) checked on these cells,
+    under one memory policy: RecGRELA's memory against every other model's at the longest and
+    the shortest length where both finished, and which models did not finish at all."""
+    same = cells[cells["policy"] == policy]
+    done = same[same["status"] == "ok"]
+    ours = done[(done["model"] == "recgrela") & (done["variant"] == "default")]
+    others = done[done["model"] != "recgrela"]
+    common = sorted(set(ours["max_len"]) & set(others["max_len"]))
+    if not common:
+        return ("RecGRELA and another model never finished at the same max_len here: the "
+                "paper's memory claim cannot be checked.")
+
+    def compare(at):
+        mine = float(ours.loc[ours["max_len"] == at, "memory_mb"].iat[0])
+        rivals = others[others["max_len"] == at].sort_values("memory_mb")
+        ratios = ", ".join(f"{r.label} {r.memory_mb / mine:.2f}x" for r in rivals.itertuples())
+        return mine, ratios, mine <= rivals["memory_mb"].min()
+
+    longest, shortest = common[-1], common[0]
+    mine, ratios, holds = compare(longest)
+    text = (f"Paper: RecGRELA needs the least training memory. Here ({policy} activations), at "
+            f"max_len {longest} RecGRELA uses {mine:,.0f} MB and the others {ratios} of that: "
+            f"the claim {'holds' if holds else 'does not hold'}")
+    if shortest != longest:
+        _, ratios, held = compare(shortest)
+        text += f"; at max_len {shortest} ({ratios}) it {'holds' if held else 'does not hold'}"
+    failed = same[(same["status"] != "ok") & (same["model"] != "recgrela")]
+    if len(failed):
+        first = failed.sort_values("max_len").groupby("label", sort=False).head(1)
+        text += ". Did not finish: " + ", ".join(
+            f"{r.label} ({r.status.upper()} at L={r.max_len})" for r in first.itertuples())
+    return text + "."
+
+
+def _wide(cells: pd.DataFrame, value: str, fmt: str) -> pd.DataFrame:
+    def show(row):
+        if row["status"] == "ok":
+            number = row[value]
+            return "n/a" if pd.isna(number) else fmt.format(number)
+        return f"{row['status'].upper()}: {row['reason']}" if row["reason"] == row["reason"] \
+            else row["status"].upper()
+    shown = cells.assign(text=cells.apply(show, axis=1))
+    table = shown.pivot_table(index="label", columns="max_len", values="text", aggfunc="first",
+                              sort=False).fillna("not run")
+    table.columns = [f"L={c}" for c in table.columns]
+    table.index.name = "model"
+    return table
+
+
+def cost_tables(cells: pd.DataFrame, study: str, description: str = "") -> list[Table]:
+    """Memory (MB), seconds per training step, FLOPs per sequence, and the fitted slopes, one
+    row per series (model, variant, memory policy), one column per max_len."""
+    device = ", ".join(sorted(cells["device"].dropna().unique()))
+    batch = ", ".join(str(b) for b in sorted(cells["batch_size"].dropna().unique()))
+    memory = ("torch.cuda.max_memory_reserved" if device.startswith("cuda")
+              else "peak RSS growth of the cell's process")
+    note = (f"Profile study `{study}`{': ' + description if description else ''}. Device "
+            f"{device}, batch {batch} of full-length random sequences, one fresh process per "
+            f"cell; memory = {memory}; time = median training step (forward, CE over all "
+            "items, backward, Adam). [recompute] = activation recomputation; every other row "
+            "keeps all activations, as the reference code trains. OOM / TIMEOUT cells give "
+            "their limit.")
+    tables = []
+    for value, title, fmt in [("memory_mb", "training memory (MB)", "{:,.0f}"),
+                              ("seconds_per_step", "seconds per training step", "{:.3f}"),
+                              ("flops_per_sequence", "forward FLOPs per sequence", "{:.3g}")]:
+        wide = _wide(cells, value, fmt)
+        tables.append(Table(title=f"Cost ({study}): {title}", cells=wide,
+                            marks=wide.map(lambda _: ""), notes=[note],
+                            data=cells.drop(columns=["label"])))
+    fitted = slopes(cells).set_index("label")
+    shown = fitted[["memory_slope", "memory_tail_slope", "time_slope", "time_tail_slope",
+                    "longest_ok", "first_failed"]].map(
+        lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v))
+        else (f"{v:.2f}" if isinstance(v, float) else str(v)))
+    shown.index.name = "model"
+    tables.append(Table(title=f"Cost ({study}): log-log slopes against max_len", cells=shown,
+                        marks=shown.map(lambda _: ""),
+                        notes=[f"Slope of log memory / log time against log max_len (1 = "
+                               f"linear, 2 = quadratic); tail = the last {TAIL} finished "
+                               "lengths. " + memory_claim(cells)],
+                        data=fitted.reset_index()))
+    return tables

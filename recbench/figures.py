@@ -1,0 +1,285 @@
+"""The paper's figures, and the ones beyond it, from the tables' CSVs and the profile cells.
+
+Figures read only what the report rules already wrote (reports/tables/*.csv: ours as mean and
+std over seeds beside the paper's value) and the profile cells (recbench/cost.py), so a figure
+never disagrees with its table. Every model keeps one colour and one marker in every figure
+(`model_style`); the paper's numbers, where it prints any, are drawn beside ours (hatched bars,
+hollow markers). Each figure is saved as PNG and SVG.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from recbench.cost import loglog_slope, memory_claim, TAIL  # noqa: E402
+from recbench.io import atomic_path  # noqa: E402
+from recbench.tables import display_name  # noqa: E402
+
+# The fixed order that assigns colours and markers: the paper's models, then the others.
+MODEL_ORDER = ["recgrela", "linrec", "lrurec", "mamba4rec", "echomamba4rec", "eulerformer",
+               "recblr", "sigma", "sasrec", "bert4rec", "gru4rec", "popularity",
+               "recbole-sasrec", "recbole-gru4rec"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "8"]
+PAPER_COLOUR = "0.55"
+
+
+def model_style(model: str) -> dict:
+    """{'color', 'marker'} of a model, the same in every figure; models outside MODEL_ORDER
+    get a colour and marker from their name (stable across runs and figures)."""
+    colours = sns.color_palette("tab10") + sns.color_palette("Dark2")
+    if model in MODEL_ORDER:
+        i = MODEL_ORDER.index(model)
+    else:
+        i = len(MODEL_ORDER) + sum(map(ord, model)) % (len(colours) - len(MODEL_ORDER))
+    return {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)]}
+
+
+def save(fig, png: str | Path, svg: str | Path) -> None:
+    for path, fmt in ((png, "png"), (svg, "svg")):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _footer(fig, text: str) -> None:
+    """A sentence under the figure (wrapped), e.g. the paper's claim checked on the numbers."""
+    import textwrap
+
+    fig.text(0.01, -0.02, "\n".join(textwrap.wrap(text, 130)), ha="left", va="top",
+             fontsize=8)
+
+
+# --- efficiency: memory and time against max_len / layers / heads ---------------------------
+
+def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
+                   title: str = "", loglog: bool = True) -> str:
+    """Training memory and seconds per step against `x` (max_len, or an option such as
+    num_layers parsed from the variant), one line per model; [recompute] series dashed; cells
+    that ran out of memory or time marked 'x' at the top with the limit. Returns the sentence
+    printed under the figure (the paper's memory claim checked on these cells)."""
+    data = cells.copy()
+    if x != "max_len":
+        data[x] = data["variant"].map(lambda v: _option_value(v, x))
+        data["series"] = data["model"].map(display_name) + np.where(
+            data["policy"] == "recompute", " [recompute]", "")
+    else:
+        data["series"] = data["label"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    for ax, value, unit in ((axes[0], "memory_mb", "training memory (MB)"),
+                            (axes[1], "seconds_per_step", "seconds per training step")):
+        for series, part in data.groupby("series", sort=False):
+            part = part.dropna(subset=[x]).sort_values(x)
+            model = part["model"].iat[0]
+            style = model_style(model)
+            ok = part[part["status"] == "ok"]
+            label = series
+            if loglog and len(ok) >= 2:
+                tail = ok.tail(TAIL)
+                label += f" (slope {loglog_slope(tail[x], tail[value]):.2f})"
+            ax.plot(ok[x], ok[value], marker=style["marker"], color=style["color"],
+                    linestyle="--" if part["policy"].iat[0] == "recompute" else "-",
+                    label=label)
+            for row in part[part["status"] != "ok"].itertuples():
+                ax.plot([getattr(row, x)], [1], marker="x", color=style["color"], ms=10,
+                        mew=2, transform=ax.get_xaxis_transform(), clip_on=False)
+                ax.annotate(f"{row.status.upper()}\n{_limit(row.reason)}",
+                            (getattr(row, x), 1), xycoords=ax.get_xaxis_transform(),
+                            textcoords="offset points", xytext=(0, 6), ha="center",
+                            fontsize=7, color=style["color"])
+        if loglog:
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+        ax.set_xlabel({"max_len": "max_len (items per sequence)", "num_layers": "blocks",
+                       "num_heads": "attention heads"}.get(x, x))
+        ax.set_ylabel(unit)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    device = ", ".join(sorted(data["device"].dropna().unique()))
+    batch = ", ".join(str(b) for b in sorted(data["batch_size"].dropna().unique()))
+    fig.suptitle(f"{title} ({device}, batch {batch}; legend: log-log slope over the last "
+                 f"{TAIL} finished points)" if loglog else f"{title} ({device}, batch {batch})",
+                 fontsize=10)
+    claim = memory_claim(cells)
+    _footer(fig, claim)
+    save(fig, png, svg)
+    return claim
+
+
+def _option_value(variant: str, option: str):
+    """The value of `option` in a variant name ('num_layers=2+...' -> 2); None when absent."""
+    for part in str(variant).split("+"):
+        key, _, value = part.partition("=")
+        if key == option:
+            try:
+                return float(value) if "." in value else int(value)
+            except ValueError:
+                return value
+    return None
+
+
+def _limit(reason) -> str:
+    text = str(reason) if reason == reason else ""
+    return text[text.find("(") + 1:text.rfind(")")] if "(" in text else text[:30]
+
+
+def cost_accuracy_figure(main: pd.DataFrame, cells: pd.DataFrame, paper: pd.DataFrame,
+                         png, svg, *, max_len: int, metric: str = "ndcg@10") -> None:
+    """Fig. 3: test NDCG@10 (ours, mean over seeds) against training memory, bubble area =
+    forward FLOPs per sequence, one panel per dataset; memory and FLOPs from the profile cells
+    at the same max_len (stored activations). The paper's RecGRELA point (12.7 GB, printed in
+    its text) is drawn hollow on its own axis, since its memory is GPU-reserved at batch 2048."""
+    cost = cells[(cells["status"] == "ok") & (cells["policy"] == "stored")
+                 & (cells["variant"] == "default") & (cells["max_len"] == max_len)]
+    ours = main[(main["metric"] == metric) & main["model"].isin(cost["model"])]
+    datasets = list(dict.fromkeys(ours["dataset"]))
+    if not datasets:
+        raise ValueError(f"Fig. 3: no model has both a {metric} result and a profile cell at "
+                         f"max_len {max_len}; add {max_len} to a profile study's max_lens")
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.4), squeeze=False)
+    flops = cost.set_index("model")["flops_per_sequence"]
+    scale = 900 / max(flops.max(), 1)
+    for ax, dataset in zip(axes[0], datasets):
+        here = ours[ours["dataset"] == dataset].set_index("model")
+        for model, row in here.iterrows():
+            memory = float(cost.loc[cost["model"] == model, "memory_mb"].iat[0])
+            style = model_style(model)
+            ax.scatter(memory, row["ours_mean"], s=max(20, flops[model] * scale),
+                       color=style["color"], alpha=0.6, edgecolor="k", marker="o")
+            ax.errorbar(memory, row["ours_mean"], yerr=row["ours_std"] if row["ours_std"] ==
+                        row["ours_std"] else None, color=style["color"], capsize=3)
+            ax.annotate(display_name(model), (memory, row["ours_mean"]), fontsize=8,
+                        xytext=(6, 4), textcoords="offset points")
+        ax.set_xlabel(f"training memory at max_len {max_len} (MB, {cost['device'].iat[0]})")
+        ax.set_ylabel(f"test {display_name(metric)} (ours)")
+        ax.set_title(display_name(dataset))
+        ax.grid(alpha=0.3)
+        printed = paper[(paper["block"] == "fig3_text") & (paper["dataset"] == dataset)]
+        if len(printed):
+            values = printed.set_index("metric")["value"]
+            twin = ax.twiny()
+            twin.scatter(values["gpu_memory_gb"], values[metric], s=120,
+                         facecolor="none", edgecolor=model_style("recgrela")["color"], lw=2)
+            twin.annotate("RecGRELA (paper)", (values["gpu_memory_gb"], values[metric]),
+                          fontsize=8, xytext=(6, -10), textcoords="offset points")
+            twin.set_xlabel("paper: GPU memory reserved, batch 2048 (GB)", fontsize=8)
+    fig.suptitle(f"Fig. 3: {display_name(metric)} against training memory; bubble area = "
+                 f"forward FLOPs per sequence", fontsize=10)
+    _footer(fig, "The paper prints absolute numbers for RecGRELA only (12.7 GB, NDCG@10 "
+            "0.1959 on ML-1M); its baselines' memories are given as ratios and are not drawn.")
+    save(fig, png, svg)
+
+
+# --- accuracy: ablation bars, sensitivity lines, accuracy against max_len, training curves --
+
+def bars_figure(group: pd.DataFrame, png, svg, *, title: str,
+                metrics: tuple = ("ndcg@10", "mrr@10")) -> None:
+    """Fig. 4 / Fig. 5: one bar group per variant (the paper's label where it has one), ours
+    (mean ± std over seeds) beside the paper's (hatched, grey), one panel per metric."""
+    data = group[group["metric"].isin(metrics)].copy()
+    data["name"] = [lab if isinstance(lab, str) and lab else var
+                    for lab, var in zip(data["label"], data["variant"])]
+    names = list(dict.fromkeys(data["name"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(6, 1.3 * len(names)) * len(metrics)
+                                                       / 1.6, 4.2), squeeze=False)
+    colour = model_style(data["model"].iat[0])["color"] if "model" in data else "C0"
+    for ax, metric in zip(axes[0], metrics):
+        part = data[data["metric"] == metric].set_index("name").reindex(names)
+        xs = np.arange(len(names))
+        ax.bar(xs - 0.2, part["ours_mean"], 0.4, yerr=part["ours_std"].fillna(0),
+               color=colour, capsize=3, label="ours (mean ± std over seeds)")
+        ax.bar(xs + 0.2, part["paper"], 0.4, color=PAPER_COLOUR, hatch="//",
+               label="paper (arXiv 2506.13315v2)")
+        for x, (ours, theirs) in enumerate(zip(part["ours_mean"], part["paper"])):
+            if not (ours == ours):
+                ax.annotate("not run", (x - 0.2, 0), ha="center", fontsize=7, rotation=90)
+            if not (theirs == theirs):
+                ax.annotate("n/a", (x + 0.2, 0), ha="center", fontsize=7, va="bottom")
+        ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"test {display_name(metric)}")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    save(fig, png, svg)
+
+
+def sensitivity_figure(group: pd.DataFrame, defaults: dict, png, svg, *, title: str,
+                       metrics: tuple = ("ndcg@10", "mrr@10")) -> None:
+    """Fig. 8: one panel per swept factor (the group's sections), NDCG@10 and MRR@10 (mean ±
+    std over seeds) against the factor's value; the paper prints no values for Fig. 8."""
+    sections = [s for s in dict.fromkeys(group["section"]) if isinstance(s, str) and s]
+    fig, axes = plt.subplots(1, len(sections), figsize=(4 * len(sections), 3.6), squeeze=False)
+    for ax, section in zip(axes[0], sections):
+        part = group[group["section"] == section].copy()
+        if "max_len" in part and part["max_len"].notna().any() and section == "max_len":
+            part["x"] = part["max_len"]
+        else:
+            part["x"] = [_option_value(v, section) if v != "default" else defaults.get(section)
+                         for v in part["variant"]]
+        for i, metric in enumerate(metrics):
+            line = part[part["metric"] == metric].sort_values("x")
+            ax.errorbar(line["x"], line["ours_mean"], yerr=line["ours_std"].fillna(0),
+                        marker="os"[i % 2], capsize=3, label=display_name(metric))
+        ax.set_xlabel(section)
+        ax.set_ylabel("test value (ours)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title + " (the paper's Fig. 8 prints no values to draw beside)", fontsize=10)
+    save(fig, png, svg)
+
+
+def accuracy_length_figure(group: pd.DataFrame, png, svg, *, metric: str = "ndcg@10",
+                           title: str = "") -> None:
+    """Beyond the paper: test accuracy against max_len for every model, one panel per
+    dataset (the length_sweep group)."""
+    data = group[group["metric"] == metric]
+    datasets = list(dict.fromkeys(data["dataset"]))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        for model, part in data[data["dataset"] == dataset].groupby("model", sort=False):
+            part = part.sort_values("max_len")
+            style = model_style(model)
+            ax.errorbar(part["max_len"], part["ours_mean"], yerr=part["ours_std"].fillna(0),
+                        marker=style["marker"], color=style["color"], capsize=3,
+                        label=display_name(model))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("max_len (items per sequence)")
+        ax.set_ylabel(f"test {display_name(metric)} (ours)")
+        ax.set_title(display_name(dataset))
+        ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(title, fontsize=10)
+    save(fig, png, svg)
+
+
+def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg, *,
+                           metric: str = "valid_ndcg@10") -> None:
+    """Validation NDCG@10 per epoch of each run (one panel per dataset, one colour per model,
+    one line per seed)."""
+    datasets = list(dict.fromkeys(run["dataset"] for run, _ in histories))
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4),
+                             squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        seen = set()
+        for run, history in histories:
+            if run["dataset"] != dataset or metric not in history:
+                continue
+            style = model_style(run["model"])
+            label = None if run["model"] in seen else display_name(run["model"])
+            seen.add(run["model"])
+            ax.plot(history["epoch"] + 1, history[metric], color=style["color"],
+                    marker=style["marker"], ms=3, alpha=0.8, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("valid_", "validation ").replace("ndcg", "NDCG"))
+        ax.set_title(display_name(dataset))
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("Training curves: validation metric per epoch (each line one seed)",
+                 fontsize=10)
+    save(fig, png, svg)

@@ -1,0 +1,88 @@
+"""The profile grid of the config (`profile:` in config/schema.yaml) as a list of cells.
+
+Each study names models, window lengths and option sets; it expands into one cell per
+(model, option set, memory policy, max_len), each a Snakemake job writing
+results/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.json
+(recbench/profiling.py measures it). The `recompute` policy is added only for models that
+have activation recomputation; option sets apply to the models that have those options, as in
+the experiment groups (recbench/experiments.py).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from models import model_class
+from recbench.experiments import ConfigError, _fields, check_model_options, model_defaults
+from recbench.profiling import supports_recompute
+from recbench.report import variant_name
+
+
+@dataclass(frozen=True)
+class ProfileCell:
+    device: str
+    policy: str
+    model: str
+    variant: str
+    max_len: int
+    batch_size: int
+    overrides: dict = field(compare=False, hash=False)
+
+    @property
+    def path(self) -> str:
+        return (f"results/profile/{self.device}/{self.policy}/{self.model}/{self.variant}/"
+                f"L{self.max_len}/B{self.batch_size}.json")
+
+
+def resolve_device(name: str) -> str:
+    """`auto` -> cuda when a GPU is visible, else cpu."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def expand_profile(config: dict) -> dict[str, list[ProfileCell]]:
+    """{study: [ProfileCell, ...]} for the validated config; a bad model or option names the
+    study."""
+    profile = config["profile"]
+    device = resolve_device(profile["device"])
+    learned = [m for m in config["models"] if model_class(m).learned]
+    chosen = profile["run_studies"]
+    if chosen is None:
+        chosen = list(profile["studies"])
+    unknown = [s for s in chosen if s not in profile["studies"]]
+    if unknown:
+        raise ConfigError(f"config profile.run_studies: unknown stud(y/ies) {unknown}; defined "
+                          f"in profile.studies: {sorted(profile['studies'])}")
+    studies = {}
+    for study in chosen:
+        spec = profile["studies"][study]
+        where = f"config profile.studies.{study}"
+        models = spec.get("models", learned)
+        for model in models:
+            check_model_options(model, {}, f"{where}.models")
+        overrides = spec.get("overrides", [{}])
+        for over in overrides:
+            if not any(set(over) <= _fields(m) for m in models):
+                raise ConfigError(f"{where}.overrides: no model of {models} has all of the "
+                                  f"options {sorted(over)}")
+        cells = []
+        for model, over, policy, max_len in itertools.product(
+                models, overrides, profile["policies"], spec["max_lens"]):
+            if not set(over) <= _fields(model):
+                continue
+            if policy == "recompute" and not supports_recompute(model):
+                continue
+            check_model_options(model, over, f"{where}.overrides")
+            # the policy is its own path level, so `recompute` never names a variant
+            shown = {k: v for k, v in over.items() if k != "recompute"}
+            cell = ProfileCell(device, policy, model,
+                               variant_name(shown, model_defaults(model)), int(max_len),
+                               int(spec.get("batch_size", profile["batch_size"])), shown)
+            if cell not in cells:
+                cells.append(cell)
+        studies[study] = cells
+    return studies
+

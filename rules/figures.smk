@@ -1,0 +1,96 @@
+# Figures (recbench/figures.py) from the tables' CSVs and the profile cells, each as PNG and
+# SVG under reports/figures/, each in the HTML report (`snakemake --report`) under the paper's
+# table or figure it reproduces, with its caption from reports/captions/.
+
+
+rule profile_figure:
+    input:
+        cells=study_cells,
+    output:
+        png=report(
+            "reports/figures/profile_{study}.png",
+            caption="../reports/captions/profile.rst",
+            category="Cost (Fig. 6, Fig. 7, beyond)",
+            subcategory="{study}",
+        ),
+        svg="reports/figures/profile_{study}.svg",
+    log:
+        "logs/figures/profile_{study}.log",
+    benchmark:
+        "logs/benchmarks/figures/profile_{study}.tsv"
+    conda:
+        ENVIRONMENT
+    params:
+        axis=lambda wildcards: study_axis(wildcards.study),
+        description=study_description,
+    script:
+        "../scripts/profile_figure.py"
+
+
+rule group_figure:
+    input:
+        table=rules.group_table.output.csv,
+    output:
+        png=report(
+            "reports/figures/group_{group}.png",
+            caption="../reports/captions/group.rst",
+            category="Accuracy (Fig. 4, Fig. 5, Fig. 8, Table 3, beyond)",
+            subcategory="{group}",
+        ),
+        svg="reports/figures/group_{group}.svg",
+    log:
+        "logs/figures/group_{group}.log",
+    benchmark:
+        "logs/benchmarks/figures/group_{group}.tsv"
+    conda:
+        ENVIRONMENT
+    params:
+        kind=lambda wildcards: group_figure_kind(wildcards.group),
+        description=group_description,
+    script:
+        "../scripts/group_figure.py"
+
+
+rule cost_accuracy_figure:
+    input:
+        table=rules.group_table.output.csv,
+        cells=list(PROFILE_CELLS),
+        paper="reports/paper_numbers.yaml",
+    output:
+        png=report(
+            "reports/figures/fig3_{group}.png",
+            caption="../reports/captions/fig3.rst",
+            category="Accuracy against cost (Fig. 3)",
+        ),
+        svg="reports/figures/fig3_{group}.svg",
+    log:
+        "logs/figures/fig3_{group}.log",
+    benchmark:
+        "logs/benchmarks/figures/fig3_{group}.tsv"
+    conda:
+        ENVIRONMENT
+    params:
+        max_len=lambda wildcards: main_max_len(wildcards.group),
+    script:
+        "../scripts/cost_accuracy_figure.py"
+
+
+rule training_curves:
+    input:
+        metrics=group_metrics,
+        history=group_histories,
+    output:
+        png=report(
+            "reports/figures/curves_{group}.png",
+            caption="../reports/captions/curves.rst",
+            category="Training curves",
+        ),
+        svg="reports/figures/curves_{group}.svg",
+    log:
+        "logs/figures/curves_{group}.log",
+    benchmark:
+        "logs/benchmarks/figures/curves_{group}.tsv"
+    conda:
+        ENVIRONMENT
+    script:
+        "../scripts/training_curves.py"

@@ -1,0 +1,48 @@
+# The cost grid: one job per profile cell (recbench/profile_grid.py), each measured in a fresh
+# process (recbench/profiling.py). A job asks for more threads than any machine has:
+# Snakemake lowers that to --cores, so no other job shares the machine while a cell is timed.
+# Out of memory or over time is a cell, not a failed job.
+
+
+rule profile:
+    output:
+        "results/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.json",
+    log:
+        "logs/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.log",
+    benchmark:
+        "logs/benchmarks/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.tsv"
+    conda:
+        ENVIRONMENT
+    threads: 1024
+    resources:
+        gpu=lambda wildcards: 1 if wildcards.device.startswith("cuda") else 0,
+    params:
+        cell=profile_of,
+        timeout_s=config["profile"]["timeout_s"],
+        memory_limit_gb=config["profile"]["memory_limit_gb"],
+    script:
+        "../scripts/profile.py"
+
+
+rule profile_table:
+    input:
+        cells=study_cells,
+    output:
+        md="reports/tables/profile_{study}.md",
+        csv=report(
+            "reports/tables/profile_{study}.csv",
+            caption="../reports/captions/table.rst",
+            category="Tables",
+            subcategory="cost: {study}",
+        ),
+        tex="reports/tables/profile_{study}.tex",
+    log:
+        "logs/profile_table/{study}.log",
+    benchmark:
+        "logs/benchmarks/profile_table/{study}.tsv"
+    conda:
+        ENVIRONMENT
+    params:
+        description=study_description,
+    script:
+        "../scripts/profile_table.py"

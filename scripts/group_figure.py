@@ -1,0 +1,27 @@
+"""Rule group_figure: a group's table CSV -> reports/figures/group_{group}.{png,svg}.
+
+`bars` (Fig. 4, Fig. 5, Table 3): ours beside the paper's per variant; `sensitivity` (Fig. 8):
+one panel per sweep; `accuracy_length` (beyond the paper): NDCG@10 against max_len per model.
+"""
+import pandas as pd
+
+from recbench.experiments import model_defaults
+from recbench.figures import accuracy_length_figure, bars_figure, sensitivity_figure
+from recbench.rule_script import run_rule
+
+
+def main(table: str, kind: str, description: str, out) -> None:
+    frame = pd.read_csv(table)
+    if kind == "bars":
+        bars_figure(frame, out.png, out.svg, title=description)
+    elif kind == "sensitivity":
+        defaults = model_defaults(frame["model"].iat[0])
+        sensitivity_figure(frame, defaults, out.png, out.svg, title=description)
+    elif kind == "accuracy_length":
+        accuracy_length_figure(frame, out.png, out.svg, title=description)
+    else:
+        raise ValueError(f"group_figure: unknown kind {kind!r}")
+
+
+run_rule(snakemake, lambda: main(snakemake.input.table, snakemake.params.kind,
+                                 snakemake.params.description, snakemake.output))

@@ -1,0 +1,157 @@
+"""The figure functions (recbench/figures.py) on hand-made tables and profile cells: files are
+written, each model keeps its colour across figures, the paper's series is drawn where it
+exists, and a cell that ran out of memory is drawn as such."""
+from __future__ import annotations
+
+import json
+
+import matplotlib.colors as mcolors
+from matplotlib.container import BarContainer
+import pandas as pd
+import pytest
+
+from recbench import figures
+from recbench.cost import read_cells
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """Every figure passed to figures.save, kept open for inspection (and still saved)."""
+    kept = []
+    original = figures.save
+
+    def keep(fig, png, svg):
+        kept.append(fig)
+        fig.savefig(png)
+        fig.savefig(svg)
+    monkeypatch.setattr(figures, "save", keep)
+    yield kept
+    monkeypatch.setattr(figures, "save", original)
+
+
+def write_cell(root, model, max_len, memory, seconds, status="ok", policy="stored",
+               variant="default", reason=None):
+    path = root / "cpu" / policy / model / variant / f"L{max_len}" / "B32.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cell = {"model": model, "policy": policy, "max_len": max_len, "batch_size": 32,
+            "device": "cpu", "status": status, "overrides": {}}
+    if status == "ok":
+        cell |= {"peak_rss_mb": memory, "seconds_per_step": seconds,
+                 "flops_per_sequence": 1e6 * max_len}
+    else:
+        cell["reason"] = reason
+    path.write_text(json.dumps(cell))
+    return path
+
+
+@pytest.fixture
+def cells(tmp_path):
+    paths = []
+    for L in (50, 200, 800):
+        paths.append(write_cell(tmp_path, "recgrela", L, 2.0 * L, 0.001 * L))
+        paths.append(write_cell(tmp_path, "recgrela", L, 1.0 * L, 0.0012 * L, policy="recompute"))
+        paths.append(write_cell(tmp_path, "sasrec", L, 0.01 * L * L, 1e-5 * L * L))
+    paths.append(write_cell(tmp_path, "recgrela", 3200, 6400, 3.2))
+    paths.append(write_cell(tmp_path, "sasrec", 3200, None, None, status="oom",
+                            reason="out of memory (4 GB address space)"))
+    return read_cells(paths)
+
+
+def colours_of(fig) -> dict[str, tuple]:
+    """{legend label (slope text cut): RGBA} of every labelled series in the figure."""
+    found = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            line = handle.lines[0] if hasattr(handle, "lines") else handle   # errorbar or line
+            found[label.split(" (slope")[0]] = mcolors.to_rgba(line.get_color())
+    return found
+
+
+def test_scaling_figure_writes_files_marks_oom_and_states_the_claim(cells, tmp_path, drawn):
+    png, svg = tmp_path / "s.png", tmp_path / "s.svg"
+    claim = figures.scaling_figure(cells, png, svg, title="length")
+    assert png.stat().st_size > 10_000 and svg.stat().st_size > 10_000
+    fig = drawn[0]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(t.startswith("OOM") and "4 GB address space" in t for t in texts)
+    # memory slopes in the legend: recgrela linear (1.00), sasrec quadratic (2.00)
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "RecGRELA (slope 1.00)" in labels and "SASRec (slope 2.00)" in labels
+    # recompute drawn dashed in the same colour as the model
+    lines = {line.get_label().split(" (slope")[0]: line for line in fig.axes[0].get_lines()}
+    assert lines["RecGRELA [recompute]"].get_linestyle() == "--"
+    assert lines["RecGRELA [recompute]"].get_color() == lines["RecGRELA"].get_color()
+    # the claim at the longest common length, 800 (SASRec is OOM at 3200): 1600 vs 6400 MB;
+    # at 50: 100 vs 25 MB
+    assert "at max_len 800 RecGRELA uses 1,600 MB and the others SASRec 4.00x" in claim
+    assert "the claim holds; at max_len 50 (SASRec 0.25x) it does not hold" in claim
+    assert "Did not finish: SASRec (OOM at L=3200)" in claim
+
+
+def test_a_model_keeps_its_colour_across_figures(cells, tmp_path, drawn):
+    figures.scaling_figure(cells, tmp_path / "a.png", tmp_path / "a.svg", title="a")
+    sweep = pd.DataFrame([
+        {"dataset": "ml-1m", "model": m, "max_len": L, "metric": "ndcg@10",
+         "ours_mean": v, "ours_std": 0.01}
+        for m, base in (("sasrec", 0.1), ("recgrela", 0.12)) for L, v in
+        ((50, base), (200, base + 0.02))])
+    figures.accuracy_length_figure(sweep, tmp_path / "b.png", tmp_path / "b.svg")
+    first, second = colours_of(drawn[0]), colours_of(drawn[1])
+    assert first["RecGRELA"] == second["RecGRELA"]
+    assert first["SASRec"] == second["SASRec"]
+    assert first["RecGRELA"] != first["SASRec"]
+    assert figures.model_style("brand-new-model") == figures.model_style("brand-new-model")
+
+
+def group_csv(with_paper: bool) -> pd.DataFrame:
+    rows = []
+    for variant, label, paper in (("default", "RecGRELA (Full Model)", 0.1959),
+                                  ("position_encoding=none", "w/o RoPE", 0.1916),
+                                  ("gate=false", None, None)):
+        for metric in ("ndcg@10", "mrr@10"):
+            rows.append({"dataset": "ml-1m", "model": "recgrela", "variant": variant,
+                         "label": label, "metric": metric, "ours_mean": 0.15, "ours_std": 0.01,
+                         "paper": paper if with_paper else None})
+    return pd.DataFrame(rows)
+
+
+def test_bars_draw_the_papers_series_where_it_exists(tmp_path, drawn):
+    figures.bars_figure(group_csv(True), tmp_path / "f.png", tmp_path / "f.svg", title="Fig. 4")
+    ax = drawn[0].axes[0]
+    ours, paper = [c for c in ax.containers if isinstance(c, BarContainer)]
+    heights = [bar.get_height() for bar in paper]
+    assert heights[:2] == pytest.approx([0.1959, 0.1916])
+    assert paper[0].get_hatch() == "//"
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["RecGRELA (Full Model)", "w/o RoPE", "gate=false"]
+    assert any(t.get_text() == "n/a" for t in ax.texts)       # no paper bar for gate=false
+    assert [b.get_height() for b in ours] == pytest.approx([0.15] * 3)
+
+
+def test_sensitivity_panels_per_sweep(tmp_path, drawn):
+    rows = []
+    for section, variants in (("num_heads", ["num_heads=2", "default", "num_heads=8"]),
+                              ("dropout", ["dropout=0.2", "dropout=0.3"])):
+        for i, variant in enumerate(variants):
+            for metric in ("ndcg@10", "mrr@10"):
+                rows.append({"dataset": "ml-1m", "model": "recgrela", "variant": variant,
+                             "max_len": None, "metric": metric, "ours_mean": 0.1 + 0.01 * i,
+                             "ours_std": 0.0, "section": section})
+    figures.sensitivity_figure(pd.DataFrame(rows), {"num_heads": 4, "dropout": 0.1},
+                               tmp_path / "s.png", tmp_path / "s.svg", title="Fig. 8")
+    fig = drawn[0]
+    assert [ax.get_xlabel() for ax in fig.axes] == ["num_heads", "dropout"]
+    xs = sorted(fig.axes[0].get_lines()[0].get_xdata())
+    assert xs == [2, 4, 8]                                   # default read as 4 heads
+
+
+def test_cost_accuracy_needs_cells_at_the_tables_max_len(cells, tmp_path):
+    main = pd.DataFrame([{"dataset": "ml-1m", "model": "recgrela", "metric": "ndcg@10",
+                          "ours_mean": 0.2, "ours_std": 0.01}])
+    paper = pd.DataFrame(columns=["block", "dataset", "metric", "value"])
+    figures.cost_accuracy_figure(main, cells, paper, tmp_path / "c.png", tmp_path / "c.svg",
+                                 max_len=200)
+    assert (tmp_path / "c.png").stat().st_size > 5_000
+    with pytest.raises(ValueError, match="max_len 30"):
+        figures.cost_accuracy_figure(main, cells, paper, tmp_path / "d.png",
+                                     tmp_path / "d.svg", max_len=30)
