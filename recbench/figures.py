@@ -71,7 +71,7 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
             data["policy"] == "recompute", " [recompute]", "")
     else:
         data["series"] = data["label"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
     for ax, value, unit in ((axes[0], "memory_mb", "training memory (MB)"),
                             (axes[1], "seconds_per_step", "seconds per training step")):
         for series, part in data.groupby("series", sort=False):
@@ -142,7 +142,8 @@ def cost_accuracy_figure(main: pd.DataFrame, cells: pd.DataFrame, paper: pd.Data
     if not datasets:
         raise ValueError(f"Fig. 3: no model has both a {metric} result and a profile cell at "
                          f"max_len {max_len}; add {max_len} to a profile study's max_lens")
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.4), squeeze=False,
+                             layout="constrained")
     flops = cost.set_index("model")["flops_per_sequence"]
     scale = 900 / max(flops.max(), 1)
     for ax, dataset in zip(axes[0], datasets):
@@ -187,7 +188,8 @@ def bars_figure(group: pd.DataFrame, png, svg, *, title: str,
                     for lab, var in zip(data["label"], data["variant"])]
     names = list(dict.fromkeys(data["name"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(6, 1.3 * len(names)) * len(metrics)
-                                                       / 1.6, 4.2), squeeze=False)
+                                                       / 1.6, 4.2), squeeze=False,
+                             layout="constrained")
     colour = model_style(data["model"].iat[0])["color"] if "model" in data else "C0"
     for ax, metric in zip(axes[0], metrics):
         part = data[data["metric"] == metric].set_index("name").reindex(names)
@@ -204,7 +206,8 @@ def bars_figure(group: pd.DataFrame, png, svg, *, title: str,
         ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"test {display_name(metric)}")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside upper right", ncol=2,
+               fontsize=8)
     fig.suptitle(title, fontsize=10)
     save(fig, png, svg)
 
@@ -214,7 +217,8 @@ def sensitivity_figure(group: pd.DataFrame, defaults: dict, png, svg, *, title: 
     """Fig. 8: one panel per swept factor (the group's sections), NDCG@10 and MRR@10 (mean ±
     std over seeds) against the factor's value; the paper prints no values for Fig. 8."""
     sections = [s for s in dict.fromkeys(group["section"]) if isinstance(s, str) and s]
-    fig, axes = plt.subplots(1, len(sections), figsize=(4 * len(sections), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(sections), figsize=(4 * len(sections), 3.6), squeeze=False,
+                             layout="constrained")
     for ax, section in zip(axes[0], sections):
         part = group[group["section"] == section].copy()
         if "max_len" in part and part["max_len"].notna().any() and section == "max_len":
@@ -240,7 +244,8 @@ def accuracy_length_figure(group: pd.DataFrame, png, svg, *, metric: str = "ndcg
     dataset (the length_sweep group)."""
     data = group[group["metric"] == metric]
     datasets = list(dict.fromkeys(data["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False,
+                             layout="constrained")
     for ax, dataset in zip(axes[0], datasets):
         for model, part in data[data["dataset"] == dataset].groupby("model", sort=False):
             part = part.sort_values("max_len")
@@ -264,7 +269,8 @@ def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg,
     one line per seed)."""
     datasets = list(dict.fromkeys(run["dataset"] for run, _ in histories))
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4),
-                             squeeze=False)
+                             squeeze=False,
+                             layout="constrained")
     for ax, dataset in zip(axes[0], datasets):
         seen = set()
         for run, history in histories:

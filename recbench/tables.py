@@ -292,8 +292,9 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
             tested[(dataset, metric)] = p_holm, why
 
             ours = {display_name(m): c.text for m, c in row.items()}
-            if p_holm is not None and p_holm < 0.05:
-                ours[display_name(reference)] += " *"
+            if p_holm is not None and p_holm < 0.05 and not math.isnan(improv):
+                # two-sided test: the mark says in which direction the difference is real
+                ours[display_name(reference)] += " *" if improv > 0 else " †"
             ours["Improv."] = NA if math.isnan(improv) else f"{improv:.2%}"
             theirs = {display_name(m): _fmt(metric, printed(dataset, m, metric))
                       for m in models}
@@ -356,7 +357,8 @@ def _significance_note(tested: dict, reference: str) -> str:
     skipped = dict.fromkeys(f"{display_name(d)} {display_name(m)}: {why}" for (d, m), (p, why)
                             in tested.items() if p is None)
     name = display_name(reference)
-    text = (f"Significance (* on {name}'s cell): p < 0.05 after Holm correction; two-sided "
+    text = (f"Significance (on {name}'s cell: * significantly better, † significantly worse "
+            f"than the row's best baseline): p < 0.05 after Holm correction; two-sided "
             f"Wilcoxon signed-rank test (scipy, zero_method='{ZERO_METHOD}': users on whom both "
             f"models score the same are dropped) of {name} against the best baseline of the "
             f"row, on per-user test values averaged over seeds; Holm over all baselines "

@@ -21,7 +21,7 @@ rule profile:
         timeout_s=config["profile"]["timeout_s"],
         memory_limit_gb=config["profile"]["memory_limit_gb"],
     script:
-        "../scripts/profile.py"
+        "../scripts/profile_cell.py"
 
 
 rule profile_table:

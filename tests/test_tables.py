@@ -132,6 +132,19 @@ def test_no_mark_when_the_reference_is_not_significantly_better(tree):
     assert any("Not tested" in n and "ranks missing" in n for n in table.notes)
 
 
+def test_significantly_worse_is_marked_as_such_not_as_better(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "results"
+    for seed, v in ((1, 0.12), (2, 0.13)):     # RecGRELA worse than SIGMA on every user
+        write_run(root, "recgrela", seed, v, ranks=rng.integers(4, 13, 200))
+        write_run(root, "sigma", seed, v + 0.08, ranks=rng.integers(1, 4, 200))
+    runs, ranks = read_tree(root)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"])
+    shown = cell(table, ("ML-1M", "NDCG@10", "ours"), "RecGRELA")
+    assert shown.endswith(" †") and "*" not in shown
+    assert cell(table, ("ML-1M", "NDCG@10", "ours"), "Improv.").startswith("-")
+
+
 def test_paper_values_only_beside_the_same_max_len(tree):
     runs, _ = read_tree(tree)
     table = main_table(runs, PAPER, max_len=50, metrics=["ndcg@10"])
