@@ -48,6 +48,15 @@ def recbole_init(module: nn.Module, std: float = 0.02) -> None:
         nn.init.zeros_(module.bias)
 
 
+def recbole_init_except(model: nn.Module, kept: list[nn.Module] = ()) -> None:
+    """`recbole_init` over every module of `model` except those inside `kept` (blocks that keep
+    their own init, e.g. mamba_ssm's inside a Mamba block)."""
+    keep = {id(m) for block in kept for m in block.modules()}
+    for module in model.modules():
+        if id(module) not in keep:
+            recbole_init(module)
+
+
 def recbole_gelu(x: torch.Tensor) -> torch.Tensor:
     """Exact (erf) GELU spelled out as RecBole's FeedForward.gelu writes it. The same function
     as F.gelu, rounded differently (the two differ in the last bits of ~1/3 of float32 values)."""

@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender, check_window, recbole_init
+from models.base import SequentialRecommender, check_window, recbole_init_except
 from models.mamba4rec import MambaBlock
 
 
@@ -171,13 +171,9 @@ class EchoMamba4Rec(SequentialRecommender):
         self.emb_dropout = nn.Dropout(c.dropout)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.layers = nn.ModuleList(EchoMambaLayer(c) for _ in range(c.num_layers))
-        keep = set()   # modules that keep their own init
-        if c.init == "mamba_ssm":
-            keep = {id(m) for layer in self.layers for pair in layer.pairs
-                    for block in (pair.forward_mamba, pair.backward_mamba) for m in block.modules()}
-        for module in self.modules():
-            if id(module) not in keep:
-                recbole_init(module)
+        recbole_init_except(self, [block for layer in self.layers for pair in layer.pairs
+                                   for block in (pair.forward_mamba, pair.backward_mamba)]
+                            if c.init == "mamba_ssm" else [])
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         L, n = item_seq.size(1), self.config.max_len

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import FeedForward, SequentialRecommender, recbole_init
+from models.base import FeedForward, SequentialRecommender, recbole_init_except
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -299,12 +299,8 @@ class Mamba4Rec(SequentialRecommender):
         self.layers = nn.ModuleList(MambaLayer(c) for _ in range(c.num_layers))
         # RecBole's init (N(0, 0.02) Linear/Embedding weights, zero Linear biases, LN (1, 0));
         # with init="reference" it reaches inside the Mamba blocks too (see the docstring).
-        keep = set()
-        if c.init == "mamba_ssm":
-            keep = {id(m) for layer in self.layers for m in layer.mamba.modules()}
-        for module in self.modules():
-            if id(module) not in keep:
-                recbole_init(module)
+        recbole_init_except(self, [layer.mamba for layer in self.layers]
+                            if c.init == "mamba_ssm" else [])
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (batch, L, d_model)

@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import FeedForward, SequentialRecommender, recbole_init
+from models.base import FeedForward, SequentialRecommender, recbole_init_except
 from models.mamba4rec import MambaBlock
 
 
@@ -187,12 +187,8 @@ class SIGMA(SequentialRecommender):
         self.emb_dropout = nn.Dropout(c.dropout)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.layers = nn.ModuleList(SIGMALayer(c) for _ in range(c.num_layers))
-        keep = set()   # modules that keep their own init
-        if c.init == "mamba_ssm":
-            keep = {id(m) for layer in self.layers for m in layer.gmamba.mamba.modules()}
-        for module in self.modules():
-            if id(module) not in keep:
-                recbole_init(module)
+        recbole_init_except(self, [layer.gmamba.mamba for layer in self.layers]
+                            if c.init == "mamba_ssm" else [])
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         x = self.emb_norm(self.emb_dropout(self.item_embedding(item_seq)))  # (batch, L, d)
