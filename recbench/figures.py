@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from recbench.cost import loglog_slope, memory_claim, TAIL  # noqa: E402
 from recbench.io import atomic_path  # noqa: E402
@@ -26,6 +27,7 @@ from recbench.tables import display_name  # noqa: E402
 MODEL_ORDER = ["recgrela", "linrec", "lrurec", "mamba4rec", "echomamba4rec", "eulerformer",
                "recblr", "sigma", "sasrec", "bert4rec", "gru4rec", "popularity",
                "recbole-sasrec", "recbole-gru4rec"]
+VARIANT_LINESTYLES = ["-", ":", "-."]   # a model's 1st, 2nd, 3rd option set ([recompute]: "--")
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "8"]
 PAPER_COLOUR = "0.55"
 
@@ -74,25 +76,34 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
     for ax, value, unit in ((axes[0], "memory_mb", "training memory (MB)"),
                             (axes[1], "seconds_per_step", "seconds per training step")):
+        variant_index: dict[str, int] = {}
+        stacked: dict = {}                 # x -> [(status and limit, colour), ...] of failed cells
         for series, part in data.groupby("series", sort=False):
             part = part.dropna(subset=[x]).sort_values(x)
             model = part["model"].iat[0]
             style = model_style(model)
+            # a model's second, third ... option set: same colour, hollow marker, dotted line
+            k = variant_index[model] = variant_index.get(model, -1) + 1
+            linestyle = ("--" if part["policy"].iat[0] == "recompute"
+                         else VARIANT_LINESTYLES[k % len(VARIANT_LINESTYLES)])
             ok = part[part["status"] == "ok"]
             label = series
             if loglog and len(ok) >= 2:
                 tail = ok.tail(TAIL)
                 label += f" (slope {loglog_slope(tail[x], tail[value]):.2f})"
             ax.plot(ok[x], ok[value], marker=style["marker"], color=style["color"],
-                    linestyle="--" if part["policy"].iat[0] == "recompute" else "-",
-                    label=label)
+                    linestyle=linestyle, fillstyle="full" if k == 0 else "none", label=label)
             for row in part[part["status"] != "ok"].itertuples():
-                ax.plot([getattr(row, x)], [1], marker="x", color=style["color"], ms=10,
-                        mew=2, transform=ax.get_xaxis_transform(), clip_on=False)
-                ax.annotate(f"{row.status.upper()}\n{_limit(row.reason)}",
-                            (getattr(row, x), 1), xycoords=ax.get_xaxis_transform(),
-                            textcoords="offset points", xytext=(0, 6), ha="center",
-                            fontsize=7, color=style["color"])
+                stacked.setdefault(getattr(row, x), []).append(
+                    (f"{row.status.upper()}\n{_limit(row.reason)}", style["color"]))
+        for at, marks in stacked.items():
+            # failed cells at one x: their crosses stacked above the axes, one label on top
+            for j, (_, colour) in enumerate(marks):
+                ax.plot([at], [1], marker="x", color=colour, ms=8, mew=2, clip_on=False,
+                        transform=ax.get_xaxis_transform() + _points_up(fig, 9 * j))
+            ax.annotate("\n".join(dict.fromkeys(text for text, _ in marks)), (at, 1),
+                        xycoords=ax.get_xaxis_transform(), textcoords="offset points",
+                        xytext=(0, 9 * len(marks) + 2), ha="center", fontsize=7)
         if loglog:
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -110,6 +121,11 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
     _footer(fig, claim)
     save(fig, png, svg)
     return claim
+
+
+def _points_up(fig, points: float):
+    """A transform that moves a point `points` typographic points up."""
+    return ScaledTranslation(0, points / 72, fig.dpi_scale_trans)
 
 
 def _option_value(variant: str, option: str):

@@ -213,8 +213,12 @@ MAIN_GROUPS = [g for g in GROUPS if config["groups"][g].get("paper") == "table2"
 
 
 def study_axis(study):
-    """The x axis of a study's figure: the one option its option sets vary, else max_len."""
-    sets = config["profile"]["studies"][study].get("overrides", [{}])
+    """The x axis of a study's figure: max_len when the study has several, else the one
+    option its option sets vary."""
+    spec = config["profile"]["studies"][study]
+    if len(spec["max_lens"]) > 1:
+        return "max_len"
+    sets = spec.get("overrides", [{}])
     varied = {
         k for over in sets for k in over if len({str(o.get(k)) for o in sets}) > 1
     }
