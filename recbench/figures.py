@@ -82,8 +82,10 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
             part = part.dropna(subset=[x]).sort_values(x)
             model = part["model"].iat[0]
             style = model_style(model)
-            # a model's second, third ... option set: same colour, hollow marker, dotted line
-            k = variant_index[model] = variant_index.get(model, -1) + 1
+            # a model's other option sets: same colour, hollow marker, dotted line
+            k = 0
+            if x == "max_len" and part["variant"].iat[0] != "default":
+                k = variant_index[model] = variant_index.get(model, 0) + 1
             linestyle = ("--" if part["policy"].iat[0] == "recompute"
                          else VARIANT_LINESTYLES[k % len(VARIANT_LINESTYLES)])
             ok = part[part["status"] == "ok"]

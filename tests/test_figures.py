@@ -88,6 +88,34 @@ def test_scaling_figure_writes_files_marks_oom_and_states_the_claim(cells, tmp_p
     assert "Did not finish: SASRec (OOM at L=3200)" in claim
 
 
+def test_option_sets_of_one_model_differ_and_failed_cells_share_one_label(tmp_path, drawn):
+    paths = []
+    for L in (200, 800):
+        paths.append(write_cell(tmp_path, "sasrec", L, 0.01 * L * L, 1e-5 * L * L))
+        paths.append(write_cell(tmp_path, "sasrec", L, 0.005 * L * L, 1e-5 * L * L,
+                                variant="attention=sdpa"))
+    for model, variant in (("sasrec", "default"), ("sasrec", "attention=sdpa"),
+                           ("linrec", "default")):
+        paths.append(write_cell(tmp_path, model, 3200, None, None, status="oom",
+                                variant=variant, reason="out of memory (4 GB address space)"))
+    paths.append(write_cell(tmp_path, "linrec", 800, 8.0, 0.1))
+    figures.scaling_figure(read_cells(paths), tmp_path / "v.png", tmp_path / "v.svg",
+                           title="variants")
+    ax = drawn[0].axes[0]
+    lines = {line.get_label().split(" (slope")[0]: line for line in ax.get_lines()
+             if not line.get_label().startswith("_")}
+    first, second = lines["SASRec"], lines["SASRec (attention=sdpa)"]
+    assert first.get_color() == second.get_color()
+    assert (first.get_linestyle(), first.get_fillstyle()) != (second.get_linestyle(),
+                                                              second.get_fillstyle())
+    # three cells failed at 3200: three crosses, one label naming the limit once
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+    assert len(crosses) == 3
+    assert len({line.get_transform().transform((3200, 1))[1] for line in crosses}) == 3
+    labels = [t.get_text() for t in ax.texts if t.get_text().startswith("OOM")]
+    assert labels == ["OOM\n4 GB address space"]
+
+
 def test_a_model_keeps_its_colour_across_figures(cells, tmp_path, drawn):
     figures.scaling_figure(cells, tmp_path / "a.png", tmp_path / "a.svg", title="a")
     sweep = pd.DataFrame([
