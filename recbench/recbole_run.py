@@ -243,7 +243,9 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
     """Train and test one run with RecBole; write metrics.json, history.csv and the ranks.
 
     `settings`: {dataset, model, variant, max_len, seed, spec (the model's entry of
-    config/external_models.yaml: recbole_model, options), train (the run's train settings)}.
+    config/external_models.yaml: recbole_model and options, or reference_model: the class of
+    the authors' checkout `reference_checkout`, with its config's options), train (the run's
+    train settings)}.
     Returns metrics.json's content. A run that runs out of memory gets status "oom".
     """
     import recbole
@@ -265,11 +267,19 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
                                 work / DATASET / f"{DATASET}.inter")
     identity = {k: settings[k] for k in ("dataset", "model", "variant")} | {
         "overrides": {}, "max_len": max_len, "seed": seed}
+    checkout = settings.get("reference_checkout")
+    checkout = Path(checkout).resolve() if checkout else None     # before the chdir below
     here, argv = os.getcwd(), sys.argv
     os.chdir(work)
     sys.argv = sys.argv[:1]                      # RecBole's Config also reads --key=value args
     try:
-        config = Config(model=spec["recbole_model"], dataset=DATASET, config_dict=config_dict)
+        model_class = spec.get("recbole_model")      # a RecBole built-in, by name
+        if "reference_model" in spec:                  # the authors' class, from the checkout
+            from recbench.reference import reference_class, reference_options
+
+            model_class = reference_class(spec["reference_model"], checkout)
+            config_dict = reference_options(checkout, spec["reference_model"]) | config_dict
+        config = Config(model=model_class, dataset=DATASET, config_dict=config_dict)
         init_seed(config["seed"], config["reproducibility"])
         dataset = create_dataset(config)
         log.info("%s", dataset)
@@ -279,7 +289,9 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
                              f"interactions of {counts}: it filtered the suite's data")
         train_data, valid_data, test_data = data_preparation(config, dataset)
         init_seed(config["seed"], config["reproducibility"])
-        model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        if isinstance(model_class, str):
+            model_class = get_model(config["model"])
+        model = model_class(config, train_data._dataset).to(config["device"])
         anomaly = torch.is_anomaly_enabled()
         torch.autograd.set_detect_anomaly(False)     # see the module docstring
         log.info("%s", model)
@@ -336,7 +348,7 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
         else f"{device} ({torch.cuda.get_device_name(device)})",
         "threads": torch.get_num_threads(), "framework": f"RecBole {recbole.__version__}",
         "anomaly_detection_switched_off": anomaly,
-        "recbole_model": spec["recbole_model"], "torch": torch.__version__,
+        "recbole_model": spec.get("reference_model", spec.get("recbole_model")), "torch": torch.__version__,
         "numpy": np.__version__, "python": platform.python_version(),
         "git_commit": _git_commit(),
         "config": {"model": settings["model"], "spec": spec, "train": train,

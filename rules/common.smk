@@ -112,7 +112,14 @@ def external_settings(wildcards):
     """An external model's run for its rule: identity, catalogue entry, train settings (JSON)."""
     run = run_of(wildcards)
     spec = {k: v for k, v in EXTERNAL[run.model].items() if k != "description"}
-    return json.dumps(run.identity() | {"spec": spec, "train": run.train})
+    checkout = {"reference_checkout": REFERENCE_DIR} if "reference_model" in spec else {}
+    return json.dumps(run.identity() | {"spec": spec, "train": run.train} | checkout)
+
+
+def reference_code_input(wildcards):
+    """The checked copy of the authors' code, for a model that runs it (reference-*)."""
+    model = EXTERNAL.get(wildcards.model, {})
+    return [rules.reference_code.output[0]] if "reference_model" in model else []
 
 
 def train_gpus(wildcards):

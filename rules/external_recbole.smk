@@ -44,6 +44,7 @@ rule external_recbole:
     input:
         unpack(train_inputs),
         env=RECBOLE_READY,
+        reference=reference_code_input,
     output:
         metrics="results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/metrics.json",
         history="results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/history.csv",

@@ -1,17 +1,18 @@
 """Import a model file of the RecGRELA reference repository (TBI805/RecGRELA) in a test, with
 stand-ins for what it imports but the tests do not need (RecBole's base class and loss; the
-caller adds its own for kernels). The checkout is $RECGRELA_REFERENCE, else ../ref/RecGRELA;
-tests that use it skip without it."""
+caller adds its own for kernels). The checkout is found and checked against the pinned commit's
+hashes by recbench.reference ($RECGRELA_REFERENCE, else resources/RecGRELA, else
+../shared/ref/RecGRELA; CI sets the first); tests that use it skip without one."""
 import importlib.util
-import os
 import sys
 import types
 from pathlib import Path
 
 import torch
 
-REFERENCE_DIR = Path(os.environ.get("RECGRELA_REFERENCE",
-                                    Path(__file__).resolve().parents[2] / "ref" / "RecGRELA"))
+from recbench.reference import candidates, find_checkout
+
+REFERENCE_DIR = find_checkout() or candidates()[0]
 
 
 class RecBoleBase(torch.nn.Module):

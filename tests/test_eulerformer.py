@@ -212,7 +212,7 @@ def test_bad_options_are_named():
             build_model("eulerformer", 5, **bad)
 
 
-# --- the reference code itself (a checkout of TBI805/RecGRELA: $RECGRELA_REFERENCE, else ../ref/RecGRELA)
+# --- the reference code itself (a checkout of TBI805/RecGRELA @ 608a39b: tests/reference_code.py)
 REF_FILE = REFERENCE_DIR / "model" / "EulerFormer.py"
 RENAMES = [(r"^LayerNorm\.", "emb_norm."), (r"^trm_encoder\.layer\.", "layers."),
            (r"\.multi_head_attention\.", ".attention."), (r"\.attention\.euler\.b$", ".attention.bias"),

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from models import build_model
+from recbench import reference
 from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
                             stub_module)
 from models.recblr import BDLRU, Config
@@ -80,14 +81,7 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch):
     """Import model/RecBLR.py with stand-ins for RecBole's base class and the Triton scan (a
     loop computing h_t = a_t h_{t-1} + x_t on [B, E, L]), load its weights into ours and compare
     the read-out at len-1 (eval mode, float32, L=50: 14 phantom steps)."""
-    def scan(gates, tokens):                                   # [B, E, L]
-        h, out = torch.zeros_like(tokens[..., 0]), []
-        for t in range(tokens.shape[-1]):
-            h = gates[..., t] * h + tokens[..., t]
-            out.append(h)
-        return torch.stack(out, dim=-1)
-
-    stub_module(monkeypatch, "parallel_scan", parallel_scan=scan)
+    stub_module(monkeypatch, "parallel_scan", parallel_scan=reference.parallel_scan)
     stub_module(monkeypatch, "einops", rearrange=None)        # used by the CUDA branch only
     monkeypatch.setitem(sys.modules, "causal_conv1d", None)   # its pure conv path
     ref_module = import_reference_model(monkeypatch, "RecBLR.py")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from models import build_model
+from recbench import reference
 from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
                             stub_module)
 from models.recgrela import Config, RecGRELA, apply_rope, causal_conv1d_fn, rope_tables
@@ -527,7 +528,7 @@ def test_causal_conv1d_fast_path_matches_pure_path():
     assert (fast - pure).abs().max().item() < 1e-5
 
 
-# --- the reference code itself (a checkout of TBI805/RecGRELA: $RECGRELA_REFERENCE, else ../ref/RecGRELA)
+# --- the reference code itself (a checkout of TBI805/RecGRELA @ 608a39b: tests/reference_code.py)
 REF_FILE = REFERENCE_DIR / "model" / "RecGRELA.py"
 
 
@@ -537,14 +538,10 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch, num_la
     """Import model/RecGRELA.py with stand-ins for RecBole's base class, timm's DropPath and the
     causal-conv1d CUDA kernel (a plain conv + SiLU: what the kernel computes), load its weights
     into ours and compare the read-out at len-1 (eval mode, float32)."""
-    def kernel(x, weight, bias=None, activation=None):     # x [B, D, L]
-        y = F.conv1d(F.pad(x, (weight.shape[1] - 1, 0)), weight.unsqueeze(1), bias, groups=weight.shape[0])
-        return F.silu(y) if activation == "silu" else y
-
     for name in ("timm", "timm.models"):
         stub_module(monkeypatch, name)
     stub_module(monkeypatch, "timm.models.layers", DropPath=lambda p: torch.nn.Identity())
-    stub_module(monkeypatch, "causal_conv1d", causal_conv1d_fn=kernel)
+    stub_module(monkeypatch, "causal_conv1d", causal_conv1d_fn=reference.causal_conv1d_fn)
     ref_module = import_reference_model(monkeypatch, "RecGRELA.py")
 
     L = 30

@@ -187,7 +187,7 @@ def test_kernel_path_matches_pure_path_on_cuda():
     torch.testing.assert_close(fast, pure, rtol=1e-3, atol=1e-4)
 
 
-# --- the reference code itself (a checkout of TBI805/RecGRELA: $RECGRELA_REFERENCE, else ../ref/RecGRELA)
+# --- the reference code itself (a checkout of TBI805/RecGRELA @ 608a39b: tests/reference_code.py)
 REF_FILE = REFERENCE_DIR / "model" / "SIGMA.py"
 RENAMES = [("mamba_layers", "layers"), ("selective_gate_si.1", "gate_si"),
            ("selective_gate_sig.1", "gate_sig"), ("ffn.LayerNorm", "ffn.layer_norm"),
