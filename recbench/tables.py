@@ -50,6 +50,12 @@ NOT_RUN = "not run"
 NA = "n/a"
 REASON_CHARS = 60          # a reason longer than this is cut in the cell (kept whole in the CSV)
 IDENTITY = ["dataset", "model", "variant", "max_len", "seed"]
+# The paper's training protocol (§4.1.1 of arXiv 2506.13315v2; the reference configs): full
+# ranking, up to 300 epochs, early-stopping patience 20 on ML-1M and 10 on the other datasets.
+# A paper value stands beside ours only when our runs were trained so (config.train of
+# metrics.json).
+PAPER_TRAINING = {"eval_mode": "full", "epochs": 300}
+PAPER_STOPPING_STEP = {"ml-1m": 20}        # every other dataset: 10
 RANKING = {"full": "full ranking over all items (no sampled negatives)",
            "uni100": "the target ranked among 100 uniformly drawn negatives per user",
            "pop100": "the target ranked among 100 popularity-drawn negatives per user"}
@@ -98,6 +104,7 @@ def runs_frame(runs: Sequence[dict]) -> pd.DataFrame:
             raise ValueError(f"metrics.json of run {run.get('run', '?')!r} lacks {missing} "
                              "(results contract: dataset, model, variant, max_len, seed, status)")
         test = run.get("test") or {}
+        train = (run.get("config") or {}).get("train") or {}
         memory = run.get("peak_memory_mb")
         rows.append({k: run[k] for k in IDENTITY} | {
             "status": run["status"], "reason": run.get("reason"),
@@ -106,11 +113,14 @@ def runs_frame(runs: Sequence[dict]) -> pd.DataFrame:
             "gpu_memory_gb": None if memory is None else memory / 1024,
             "memory_kind": run.get("peak_memory_kind"),
             "best_epoch": run.get("best_epoch"), "epochs_run": run.get("epochs_run"),
-            "device": run.get("device"), "eval_mode": run.get("eval_mode", "full")})
+            "device": run.get("device"), "eval_mode": run.get("eval_mode", "full"),
+            "epochs": train.get("epochs"), "stopping_step": train.get("stopping_step")})
     columns = IDENTITY + ["status", "reason"] + ACCURACY + EFFICIENCY + [
-        "memory_kind", "best_epoch", "epochs_run", "device", "eval_mode"]
+        "memory_kind", "best_epoch", "epochs_run", "device", "eval_mode", "epochs",
+        "stopping_step"]
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.astype({m: "float64" for m in ACCURACY + EFFICIENCY})
+    return frame.astype({m: "float64" for m in ACCURACY + EFFICIENCY}
+                        | {"epochs": "Int64", "stopping_step": "Int64"})
 
 
 @dataclass
@@ -250,6 +260,23 @@ def stats_table(stats: Mapping[str, dict], paper: pd.DataFrame) -> Table:
 
 # --- Table 2 ------------------------------------------------------------------------------
 
+def _off_paper_settings(runs: pd.DataFrame, dataset: str, variant: str) -> list[str]:
+    """How the finished runs of one cell were trained otherwise than the paper's Table 2
+    (variant default, PAPER_TRAINING, the dataset's patience); [] = as the paper."""
+    ok = runs[runs.status == "ok"]
+    if ok.empty:                    # nothing of ours beside the paper's number
+        return []
+    gaps = [] if variant == "default" else [f"variant {variant} (paper: default)"]
+    if ok[["epochs", "stopping_step"]].isna().any(axis=None):
+        return gaps + ["train settings not recorded (metrics.json config.train)"]
+    paper = PAPER_TRAINING | {"stopping_step": PAPER_STOPPING_STEP.get(dataset, 10)}
+    for key, theirs in paper.items():
+        ours = list(dict.fromkeys(ok[key]))
+        if ours != [theirs]:
+            gaps.append(f"{key} {'/'.join(map(str, ours))} (paper {theirs})")
+    return gaps
+
+
 def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                test_ranks: Mapping[tuple, pd.DataFrame] | None = None,
                reference: str = "recgrela", datasets: Sequence[str] | None = None,
@@ -271,9 +298,17 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
     datasets = list(datasets or ([d for d in PAPER_DATASETS if d in present]
                                  + sorted(present - set(PAPER_DATASETS))) or PAPER_DATASETS)
     lookup = _paper_lookup(paper)
+    off = {(d, m): gaps for d in datasets for m in models
+           if (gaps := _off_paper_settings(frame[(frame.dataset == d) & (frame.model == m)], d,
+                                           variants.get(m, "default")))}
 
     def printed(dataset, model, metric):
-        return lookup.get(("table2", dataset, model, "default", metric, max_len))
+        """The paper's number, only beside our runs of the same variant and train settings;
+        the paper's Improv. only where its RecGRELA value is shown."""
+        if (dataset, reference if model == "improv" else model) in off:
+            return None
+        return lookup.get(("table2", dataset, model, variants.get(model, "default"), metric,
+                           max_len))
 
     index, cells, marks, data, tested = [], [], [], [], {}
     for dataset in datasets:
@@ -312,14 +347,15 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                      for m, c in row.items()]
             data.append({"dataset": dataset, "metric": metric, "model": "improv",
                          "ours_mean": improv, "paper": paper_improv, "best_baseline": best})
-    changed = {m: v for m, v in variants.items() if v != "default" and m in models}
     notes = [
         _seeds_note(frame),
-        *([f"Our runs with options other than the model's defaults (the paper's numbers are for "
-           f"the defaults): " + "; ".join(f"{display_name(m)}: {v}" for m, v in changed.items())]
-          if changed else []),
+        *([f"Paper value not shown (n/a) where our runs differ from the paper's (variant "
+           f"default; full ranking; up to 300 epochs; patience 20 on ML-1M, 10 elsewhere): "
+           + "; ".join(f"{display_name(d)} {display_name(m)}: {', '.join(g)}"
+                       for (d, m), g in off.items())] if off else []),
         f"Paper: Table 2 of arXiv 2506.13315v2 (max_len 200; one run per cell, seed not "
-        f"stated). Shown only beside runs at the same max_len (ours: {max_len}).",
+        f"stated). Shown only beside runs at the same max_len (ours: {max_len}), of the same "
+        f"variant and train settings.",
         f"Bold = best, underlined = second best of ours in each row (compared at 4 decimals). "
         f"Improv. = {display_name(reference)} / best baseline of the row - 1 (ours: over every "
         f"baseline we ran; the paper's: over its seven).",

@@ -17,10 +17,15 @@ OOM = ("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capac
        "GiB of which 1.2 GiB is free.")
 
 
+PAPER_TRAIN = {"epochs": 300, "stopping_step": 20}     # the paper's budget on ML-1M (§4.1.1)
+
+
 def write_run(root, model, seed, ndcg10=None, status="ok", reason=None, variant="default",
-              max_len=200, ranks=None, dataset="ml-1m", memory_mb=2048.0):
+              max_len=200, ranks=None, dataset="ml-1m", memory_mb=2048.0, train=PAPER_TRAIN,
+              eval_mode="full"):
     """One run folder as the workflow writes it. Only ndcg@10 is set by hand; the other
-    metrics are ndcg@10 + fixed offsets so that rows differ."""
+    metrics are ndcg@10 + fixed offsets so that rows differ. `train` = the resolved train
+    settings recorded under config.train (None: no config recorded)."""
     run = root / dataset / model / variant / f"L{max_len}" / f"seed{seed}"
     run.mkdir(parents=True)
     test = ({"hit@5": ndcg10 + 0.05, "ndcg@5": ndcg10 - 0.03, "mrr@5": ndcg10 - 0.05,
@@ -31,7 +36,9 @@ def write_run(root, model, seed, ndcg10=None, status="ok", reason=None, variant=
         "seed": seed, "status": status, "reason": reason, "valid": test, "test": test,
         "best_epoch": 3 if status == "ok" else None, "epochs_run": 5,
         "seconds_per_epoch": 10.0 + seed, "peak_memory_mb": memory_mb,
-        "peak_memory_kind": "cuda_max_allocated", "device": "cuda:0"}))
+        "peak_memory_kind": "cuda_max_allocated", "device": "cuda:0", "eval_mode": eval_mode,
+        **({"config": {"model": model, "train": dict(train, eval_mode=eval_mode)}}
+           if train is not None else {})}))
     if ranks is not None:
         pd.DataFrame({"user_id": USERS, "rank": ranks}).to_parquet(run / "test_ranks.parquet")
 
@@ -150,6 +157,39 @@ def test_paper_values_only_beside_the_same_max_len(tree):
     table = main_table(runs, PAPER, max_len=50, metrics=["ndcg@10"])
     assert cell(table, ("ML-1M", "NDCG@10", "ours"), "RecGRELA") == "0.1000 (n=1)"
     assert (table.cells.loc[("ML-1M", "NDCG@10", "paper")] == "n/a").all()
+
+
+def test_paper_values_only_beside_the_same_variant_and_train_settings(tmp_path):
+    root = tmp_path / "results"
+    write_run(root, "recgrela", 1, 0.20)                                     # as the paper
+    write_run(root, "sigma", 1, 0.18, train={"epochs": 2, "stopping_step": 1})
+    write_run(root, "linrec", 1, 0.17, variant="num_layers=1")
+    write_run(root, "recblr", 1, 0.16, eval_mode="uni100")
+    write_run(root, "lrurec", 1, 0.15, train=None)                         # nothing recorded
+    write_run(root, "mamba4rec", 1, 0.15, dataset="ml-20m")   # ML-20M's patience is 10, not 20
+    runs, _ = read_tree(root)
+    table = main_table(runs, PAPER, max_len=200, metrics=["ndcg@10"],
+                       variants={"linrec": "num_layers=1"})
+    paper = table.cells.loc[("ML-1M", "NDCG@10", "paper")]
+    assert paper["RecGRELA"] == "0.1959" and paper["Improv."] == "2.19%"
+    for model in ("SIGMA", "LinRec", "RecBLR", "LRURec"):
+        assert paper[model] == "n/a", model
+    assert paper["EulerFormer"] == "0.1768"          # not run: the paper's number, nothing beside
+    assert table.cells.loc[("ML-20M", "NDCG@10", "paper"), "Mamba4Rec"] == "n/a"
+    note = next(n for n in table.notes if n.startswith("Paper value not shown"))
+    assert "SIGMA: epochs 2 (paper 300), stopping_step 1 (paper 20)" in note
+    assert "LinRec: variant num_layers=1 (paper: default)" in note
+    assert "RecBLR: eval_mode uni100 (paper full)" in note
+    assert "LRURec: train settings not recorded" in note
+    assert "Mamba4Rec: stopping_step 20 (paper 10)" in note
+    data = table.data.set_index(["dataset", "model"])
+    assert math.isnan(data.loc[("ml-1m", "sigma"), "paper"])
+    # the reference itself off the paper's settings: its Improv. has no paper value either
+    write_run(root, "recgrela", 2, 0.21, train={"epochs": 2, "stopping_step": 1})
+    runs, _ = read_tree(root)
+    table = main_table(runs, PAPER, max_len=200, metrics=["ndcg@10"])
+    paper = table.cells.loc[("ML-1M", "NDCG@10", "paper")]
+    assert paper["RecGRELA"] == "n/a" and paper["Improv."] == "n/a"
 
 
 def test_nothing_run_still_renders_the_paper_layout():
