@@ -281,78 +281,86 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                test_ranks: Mapping[tuple, pd.DataFrame] | None = None,
                reference: str = "recgrela", datasets: Sequence[str] | None = None,
                metrics: Sequence[str] = ACCURACY,
-               variants: Mapping[str, str] | None = None) -> Table:
+               variants: Mapping[str, str | Sequence[str]] | None = None) -> Table:
     """Table 2 in the paper's layout: rows (dataset, metric, ours / paper), columns the paper's
     models (then any other model run, then the reference) and "Improv.".
 
-    `variants` {model: variant} says which of our variants stands in a model's column
-    (default: `default`, the reference configuration the paper's numbers are for); a column
-    shown with another variant is named in a note."""
-    variants = dict(variants or {})
+    `variants` {model: variant or [variants]} says which of our variants of a model are shown,
+    one column each, "SASRec (attention=sdpa)" for a variant other than `default` (the
+    reference configuration, what the paper's numbers are for; the default when a model is not
+    named). The reference's first variant is the one compared with the baselines."""
+    asked = {m: [v] if isinstance(v, str) else list(v) for m, v in (variants or {}).items()}
     frame = runs_frame(runs)
-    shown = frame.variant == frame.model.map(lambda m: variants.get(m, "default"))
-    frame = frame[shown & (frame.max_len == max_len)]
+    shown = [v in asked.get(m, ["default"]) for m, v in zip(frame.model, frame.variant)]
+    frame = frame[pd.Series(shown, index=frame.index, dtype=bool) & (frame.max_len == max_len)]
+    frame = frame.assign(column=[_column(m, v) for m, v in zip(frame.model, frame.variant)])
     others = sorted(set(frame.model) - set(PAPER_MODELS) - {reference})
     models = [m for m in PAPER_MODELS if m != reference] + others + [reference]
+    columns = [(m, v) for m in models for v in asked.get(m, ["default"])]
+    ref_variant = asked.get(reference, ["default"])[0]
+    ref = _column(reference, ref_variant)
     present = set(frame.dataset)
     datasets = list(datasets or ([d for d in PAPER_DATASETS if d in present]
                                  + sorted(present - set(PAPER_DATASETS))) or PAPER_DATASETS)
     lookup = _paper_lookup(paper)
-    off = {(d, m): gaps for d in datasets for m in models
-           if (gaps := _off_paper_settings(frame[(frame.dataset == d) & (frame.model == m)], d,
-                                           variants.get(m, "default")))}
+    off = {(d, m, v): gaps for d in datasets for m, v in columns
+           if (gaps := _off_paper_settings(frame[(frame.dataset == d) & (frame.model == m)
+                                                 & (frame.variant == v)], d, v))}
 
-    def printed(dataset, model, metric):
+    def printed(dataset, model, variant, metric):
         """The paper's number, only beside our runs of the same variant and train settings;
         the paper's Improv. only where its RecGRELA value is shown."""
-        if (dataset, reference if model == "improv" else model) in off:
+        if ((dataset, reference, ref_variant) if model == "improv"
+                else (dataset, model, variant)) in off:
             return None
-        return lookup.get(("table2", dataset, model, variants.get(model, "default"), metric,
-                           max_len))
+        return lookup.get(("table2", dataset, model, variant, metric, max_len))
 
     index, cells, marks, data, tested = [], [], [], [], {}
     for dataset in datasets:
         here = frame[frame.dataset == dataset]
         for metric in metrics:
-            row = {m: summarise(here[here.model == m], metric) for m in models}
-            means = {m: c.mean for m, c in row.items()}
+            row = {(m, v): summarise(here[(here.model == m) & (here.variant == v)], metric)
+                   for m, v in columns}
+            means = {_column(*k): c.mean for k, c in row.items()}
             rank = _best_second(means)
-            baselines = {m: v for m, v in means.items() if m != reference and not math.isnan(v)}
+            baselines = {_column(m, v): c.mean for (m, v), c in row.items()
+                         if m != reference and not math.isnan(c.mean)}
             best = max(baselines, key=baselines.get) if baselines else None
-            ok = best is not None and not math.isnan(means[reference])
-            improv = means[reference] / baselines[best] - 1 if ok and baselines[best] > 0 \
+            ok = best is not None and not math.isnan(means[ref])
+            improv = means[ref] / baselines[best] - 1 if ok and baselines[best] > 0 \
                 else math.nan
-            p_holm, why = (_test(here, reference, best, metric, test_ranks) if ok
+            p_holm, why = (_test(here, ref, best, metric, test_ranks) if ok
                            else (None, "no baseline or no reference result"))
             tested[(dataset, metric)] = p_holm, why
 
-            ours = {display_name(m): c.text for m, c in row.items()}
+            ours = {_title(*k): c.text for k, c in row.items()}
             if p_holm is not None and p_holm < 0.05 and not math.isnan(improv):
                 # two-sided test: the mark says in which direction the difference is real
-                ours[display_name(reference)] += " *" if improv > 0 else " †"
+                ours[_title(reference, ref_variant)] += " *" if improv > 0 else " †"
             ours["Improv."] = NA if math.isnan(improv) else f"{improv:.2%}"
-            theirs = {display_name(m): _fmt(metric, printed(dataset, m, metric))
-                      for m in models}
-            paper_improv = printed(dataset, "improv", metric)
+            theirs = {_title(m, v): _fmt(metric, printed(dataset, m, v, metric))
+                      for m, v in columns}
+            paper_improv = printed(dataset, "improv", "default", metric)
             theirs["Improv."] = NA if paper_improv is None else f"{paper_improv:.2%}"
             index += [(display_name(dataset), display_name(metric), source)
                       for source in ("ours", "paper")]
             cells += [ours, theirs]
-            marks += [{display_name(m): k for m, k in rank.items()}, {}]
+            marks += [{_title(*k): rank.get(_column(*k), "") for k in row}, {}]
 
-            data += [{"dataset": dataset, "metric": metric, "model": m, "ours_mean": c.mean,
-                      "ours_std": c.std, "n_seeds": c.n, "ours": c.text, "problems": c.problems,
-                      "mark": rank.get(m, ""), "paper": printed(dataset, m, metric),
-                      "p_holm_vs_best": p_holm if m == reference else None}
-                     for m, c in row.items()]
+            data += [{"dataset": dataset, "metric": metric, "model": m, "variant": v,
+                      "ours_mean": c.mean, "ours_std": c.std, "n_seeds": c.n, "ours": c.text,
+                      "problems": c.problems, "mark": rank.get(_column(m, v), ""),
+                      "paper": printed(dataset, m, v, metric),
+                      "p_holm_vs_best": p_holm if _column(m, v) == ref else None}
+                     for (m, v), c in row.items()]
             data.append({"dataset": dataset, "metric": metric, "model": "improv",
                          "ours_mean": improv, "paper": paper_improv, "best_baseline": best})
     notes = [
         _seeds_note(frame),
         *([f"Paper value not shown (n/a) where our runs differ from the paper's (variant "
            f"default; full ranking; up to 300 epochs; patience 20 on ML-1M, 10 elsewhere): "
-           + "; ".join(f"{display_name(d)} {display_name(m)}: {', '.join(g)}"
-                       for (d, m), g in off.items())] if off else []),
+           + "; ".join(f"{display_name(d)} {_title(m, v)}: {', '.join(g)}"
+                       for (d, m, v), g in off.items())] if off else []),
         f"Paper: Table 2 of arXiv 2506.13315v2 (max_len 200; one run per cell, seed not "
         f"stated). Shown only beside runs at the same max_len (ours: {max_len}), of the same "
         f"variant and train settings.",
@@ -366,12 +374,22 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                   ["dataset", "metric", "source"], cells, marks, notes, data)
 
 
+def _column(model: str, variant: str) -> str:
+    """A Table 2 column's key: the model, with its variant when not the default."""
+    return model if variant == "default" else f"{model} ({variant})"
+
+
+def _title(model: str, variant: str) -> str:
+    """A Table 2 column's heading: 'SASRec', 'SASRec (attention=sdpa)'."""
+    return _column(display_name(model), variant)
+
+
 def _test(here: pd.DataFrame, reference: str, best: str, metric: str,
           test_ranks: Mapping[tuple, pd.DataFrame] | None) -> tuple[float | None, str | None]:
-    """Holm-adjusted p of reference vs best, Holm over every model of `here` whose finished
-    seeds all have ranks -> (p_holm, what was compared), or (None, why not)."""
+    """Holm-adjusted p of reference vs best (Table 2 columns), Holm over every column of `here`
+    whose finished seeds all have ranks -> (p_holm, what was compared), or (None, why not)."""
     ranks: dict[str, list[pd.DataFrame]] = {}
-    for model, seeds in here[here.status == "ok"].groupby("model"):
+    for model, seeds in here[here.status == "ok"].groupby("column"):
         keys = [tuple(r) for r in seeds[IDENTITY].itertuples(index=False, name=None)]
         if test_ranks and all(k in test_ranks for k in keys):
             ranks[str(model)] = [test_ranks[k] for k in keys]

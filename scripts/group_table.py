@@ -16,19 +16,22 @@ from recbench.tables import (Table, group_table, layers_table, main_table, run_k
 def section_tables(block, members, runs, ranks, paper) -> list[Table]:
     unique = lambda key: list(dict.fromkeys(m[key] for m in members))
     datasets, max_lens, variants = unique("dataset"), sorted(unique("max_len")), unique("variant")
-    if block == "table2":   # one variant per model in a main group (model_overrides)
-        shown = {m["model"]: m["variant"] for m in members}
+    pairs = list(dict.fromkeys((m["dataset"], m["model"]) for m in members))
+    own = {p: list(dict.fromkeys(m["variant"] for m in members
+                                 if (m["dataset"], m["model"]) == p)) for p in pairs}
+    if block == "table2":   # every variant of a model in a main group: a column each
+        shown = {model: list(dict.fromkeys(v for (_, m), vs in own.items() if m == model
+                                           for v in vs)) for _, model in pairs}
         return [main_table(runs, paper, max_len=L, test_ranks=ranks, datasets=datasets,
                            variants=shown) for L in max_lens]
-    pairs = list(dict.fromkeys((m["dataset"], m["model"]) for m in members))
     if block == "table3":
         return [layers_table(runs, paper, dataset=d, model=m, max_len=L)
                 for d, m in pairs for L in max_lens]
     if len(max_lens) > 1 and len(variants) == 1:
         return [group_table(runs, paper, dataset=d, model=m, by="max_len", rows=max_lens,
                             variant=variants[0], block=block) for d, m in pairs]
-    return [group_table(runs, paper, dataset=d, model=m, max_len=L, rows=variants, block=block)
-            for d, m in pairs for L in max_lens]
+    return [group_table(runs, paper, dataset=d, model=m, max_len=L, rows=own[d, m],
+                        block=block) for d, m in pairs for L in max_lens]
 
 
 def main(group: str, layout: dict, metrics_files: list[str], paper_yaml: str, out) -> None:

@@ -172,13 +172,13 @@ def test_paper_values_only_beside_the_same_variant_and_train_settings(tmp_path):
                        variants={"linrec": "num_layers=1"})
     paper = table.cells.loc[("ML-1M", "NDCG@10", "paper")]
     assert paper["RecGRELA"] == "0.1959" and paper["Improv."] == "2.19%"
-    for model in ("SIGMA", "LinRec", "RecBLR", "LRURec"):
+    for model in ("SIGMA", "LinRec (num_layers=1)", "RecBLR", "LRURec"):
         assert paper[model] == "n/a", model
     assert paper["EulerFormer"] == "0.1768"          # not run: the paper's number, nothing beside
     assert table.cells.loc[("ML-20M", "NDCG@10", "paper"), "Mamba4Rec"] == "n/a"
     note = next(n for n in table.notes if n.startswith("Paper value not shown"))
     assert "SIGMA: epochs 2 (paper 300), stopping_step 1 (paper 20)" in note
-    assert "LinRec: variant num_layers=1 (paper: default)" in note
+    assert "LinRec (num_layers=1): variant num_layers=1 (paper: default)" in note
     assert "RecBLR: eval_mode uni100 (paper full)" in note
     assert "LRURec: train settings not recorded" in note
     assert "Mamba4Rec: stopping_step 20 (paper 10)" in note
@@ -190,6 +190,33 @@ def test_paper_values_only_beside_the_same_variant_and_train_settings(tmp_path):
     table = main_table(runs, PAPER, max_len=200, metrics=["ndcg@10"])
     paper = table.cells.loc[("ML-1M", "NDCG@10", "paper")]
     assert paper["RecGRELA"] == "n/a" and paper["Improv."] == "n/a"
+
+
+def test_table2_keeps_every_variant_of_a_model(tmp_path):
+    rng = np.random.default_rng(3)
+    root = tmp_path / "results"
+    write_run(root, "recgrela", 1, 0.22, ranks=rng.integers(1, 4, 200))
+    write_run(root, "sasrec", 1, 0.15, ranks=rng.integers(4, 13, 200))
+    write_run(root, "sasrec", 1, 0.19, variant="attention=sdpa", ranks=rng.integers(2, 13, 200))
+    write_run(root, "sasrec", 1, 0.30, variant="num_layers=1")          # not asked for
+    runs, ranks = read_tree(root)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"],
+                       variants={"sasrec": ["default", "attention=sdpa"]})
+    ours = table.cells.loc[("ML-1M", "NDCG@10", "ours")]
+    assert ours["SASRec"] == "0.1500 (n=1)"
+    assert ours["SASRec (attention=sdpa)"] == "0.1900 (n=1)"
+    assert not any("num_layers=1" in c for c in table.cells.columns)
+    assert list(table.cells.columns[-2:]) == ["RecGRELA", "Improv."]
+    # the best baseline is the better of the two SASRec variants
+    assert ours["Improv."].startswith(f"{0.22 / 0.19 - 1:.2%}")
+    rows = table.data[table.data.model == "sasrec"].set_index("variant")
+    assert rows.loc["default", "ours_mean"] == pytest.approx(0.15)
+    assert rows.loc["attention=sdpa", "ours_mean"] == pytest.approx(0.19)
+    assert table.cells.loc[("ML-1M", "NDCG@10", "paper"), "SASRec (attention=sdpa)"] == "n/a"
+    # a single variant given as a string still works
+    one = main_table(runs, PAPER, max_len=200, metrics=["ndcg@10"],
+                     variants={"sasrec": "attention=sdpa"})
+    assert one.cells.loc[("ML-1M", "NDCG@10", "ours"), "SASRec (attention=sdpa)"] == "0.1900 (n=1)"
 
 
 def test_nothing_run_still_renders_the_paper_layout():
