@@ -3,7 +3,10 @@
 Every model is evaluated on the same test users (leave-one-out: one target each), so two models
 are compared user by user. `compare_to` runs, for each other model, a two-sided Wilcoxon
 signed-rank test on the per-user differences (reference - model) and corrects the p-values for
-the number of models compared with Holm's step-down method.
+the number of models compared with Holm's step-down method. The direction of a difference is the
+test's own: the signed-rank sum R+ (ranks of the users where the reference is ahead) against its
+null mean n(n+1)/4, not the sign of the mean difference (a few large losses can outweigh many
+small wins in the mean while the ranks say the reference is better).
 
 zero_method = "wilcox" (scipy's default, Wilcoxon's original): users on whom both models score
 the same (typically both miss the top k, so both are 0) carry no sign and are dropped before
@@ -62,8 +65,11 @@ def compare_to(per_user: pd.DataFrame, reference: str, metric: str = "ndcg@10") 
     a `metric` column, only rows of `metric` are used).
 
     One row per other model: model, mean_diff (mean over common users of reference - model),
-    statistic (Wilcoxon's, scipy's convention), p_value (two-sided), p_holm (Holm-adjusted over
-    the models compared), significant (p_holm < 0.05), n_users (users present for both).
+    statistic (Wilcoxon's, scipy's convention), r_plus (the signed-rank sum of the users where
+    the reference is ahead), direction ("better" / "worse": r_plus above / below its null mean
+    n(n+1)/4 over the n users that differ; "none" when equal), p_value (two-sided), p_holm
+    (Holm-adjusted over the models compared), significant (p_holm < 0.05), n_users (users
+    present for both).
     """
     missing = {"user", "model", "value"} - set(per_user.columns)
     if missing:
@@ -81,15 +87,23 @@ def compare_to(per_user: pd.DataFrame, reference: str, metric: str = "ndcg@10") 
             raise ValueError(f"compare_to: {reference!r} and {model!r} share no user")
         diff = (pair[reference] - pair[model]).to_numpy()
         if np.all(diff == 0):
-            statistic, p_value = 0.0, 1.0
+            statistic, r_plus, p_value, direction = 0.0, 0.0, 1.0, "none"
         else:
             result = wilcoxon(diff, zero_method=ZERO_METHOD, alternative="two-sided")
             statistic, p_value = float(result.statistic), float(result.pvalue)
+            # one-sided "greater": scipy's statistic is then R+ itself
+            r_plus = float(wilcoxon(diff, zero_method=ZERO_METHOD,
+                                    alternative="greater").statistic)
+            n = int(np.count_nonzero(diff))
+            centre = n * (n + 1) / 4
+            direction = "better" if r_plus > centre else "worse" if r_plus < centre else "none"
         rows.append({"model": model, "mean_diff": float(diff.mean()), "statistic": statistic,
-                     "p_value": p_value, "n_users": len(pair)})
-    table = pd.DataFrame(rows, columns=["model", "mean_diff", "statistic", "p_value", "n_users"])
+                     "r_plus": r_plus, "direction": direction, "p_value": p_value,
+                     "n_users": len(pair)})
+    table = pd.DataFrame(rows, columns=["model", "mean_diff", "statistic", "r_plus",
+                                        "direction", "p_value", "n_users"])
     table["p_holm"] = (multipletests(table["p_value"], method="holm")[1] if len(table)
                        else np.empty(0))
     table["significant"] = table["p_holm"] < ALPHA
-    return table[["model", "mean_diff", "statistic", "p_value", "p_holm", "significant",
-                  "n_users"]]
+    return table[["model", "mean_diff", "statistic", "r_plus", "direction", "p_value", "p_holm",
+                  "significant", "n_users"]]

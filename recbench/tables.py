@@ -329,14 +329,14 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
             ok = best is not None and not math.isnan(means[ref])
             improv = means[ref] / baselines[best] - 1 if ok and baselines[best] > 0 \
                 else math.nan
-            p_holm, why = (_test(here, ref, best, metric, test_ranks) if ok
-                           else (None, "no baseline or no reference result"))
+            p_holm, direction, why = (_test(here, ref, best, metric, test_ranks) if ok else
+                                      (None, None, "no baseline or no reference result"))
             tested[(dataset, metric)] = p_holm, why
 
             ours = {_title(*k): c.text for k, c in row.items()}
-            if p_holm is not None and p_holm < 0.05 and not math.isnan(improv):
-                # two-sided test: the mark says in which direction the difference is real
-                ours[_title(reference, ref_variant)] += " *" if improv > 0 else " †"
+            if p_holm is not None and p_holm < 0.05 and direction in ("better", "worse"):
+                # the direction is the signed-rank test's, not the sign of the mean difference
+                ours[_title(reference, ref_variant)] += " *" if direction == "better" else " †"
             ours["Improv."] = NA if math.isnan(improv) else f"{improv:.2%}"
             theirs = {_title(m, v): _fmt(metric, printed(dataset, m, v, metric))
                       for m, v in columns}
@@ -385,9 +385,11 @@ def _title(model: str, variant: str) -> str:
 
 
 def _test(here: pd.DataFrame, reference: str, best: str, metric: str,
-          test_ranks: Mapping[tuple, pd.DataFrame] | None) -> tuple[float | None, str | None]:
+          test_ranks: Mapping[tuple, pd.DataFrame] | None
+          ) -> tuple[float | None, str | None, str]:
     """Holm-adjusted p of reference vs best (Table 2 columns), Holm over every column of `here`
-    whose finished seeds all have ranks -> (p_holm, what was compared), or (None, why not)."""
+    whose finished seeds all have ranks -> (p_holm, the test's direction "better" / "worse" /
+    "none", what was compared), or (None, None, why not)."""
     ranks: dict[str, list[pd.DataFrame]] = {}
     for model, seeds in here[here.status == "ok"].groupby("column"):
         keys = [tuple(r) for r in seeds[IDENTITY].itertuples(index=False, name=None)]
@@ -395,13 +397,14 @@ def _test(here: pd.DataFrame, reference: str, best: str, metric: str,
             ranks[str(model)] = [test_ranks[k] for k in keys]
     lacking = [m for m in (reference, best) if m not in ranks]
     if lacking:
-        return None, f"per-user ranks missing for {lacking}"
+        return None, None, f"per-user ranks missing for {lacking}"
     try:
         result = compare_to(per_user_values(ranks, metric), reference, metric)
     except ValueError as err:     # e.g. no common users: say so under the table, do not crash
-        return None, str(err)
+        return None, None, str(err)
     row = result[result.model == best].iloc[0]
-    return float(row.p_holm), f"{len(result)} baselines, {int(row.n_users):,} users"
+    return (float(row.p_holm), row.direction,
+            f"{len(result)} baselines, {int(row.n_users):,} users")
 
 
 def _significance_note(tested: dict, reference: str) -> str:
@@ -415,7 +418,9 @@ def _significance_note(tested: dict, reference: str) -> str:
             f"than the row's best baseline): p < 0.05 after Holm correction; two-sided "
             f"Wilcoxon signed-rank test (scipy, zero_method='{ZERO_METHOD}': users on whom both "
             f"models score the same are dropped) of {name} against the best baseline of the "
-            f"row, on per-user test values averaged over seeds; Holm over all baselines "
+            f"row, on per-user test values averaged over seeds; the direction is the test's "
+            f"(signed-rank sum of {name}'s wins against its null mean), so it can differ from "
+            f"the sign of Improv.; Holm over all baselines "
             f"compared per dataset and metric ({'; '.join(done) or 'no test run'}).")
     if skipped:
         text += f" Not tested: {'; '.join(skipped)}."

@@ -30,6 +30,25 @@ def test_a_clearly_better_reference_is_significant():
     assert bool(row.significant)
 
 
+def test_direction_comes_from_the_signed_rank_test_not_the_mean():
+    # 90 users where the reference is ahead by 0.01, 10 where it is behind by 0.2: the mean
+    # difference is negative (-0.011), but the signed ranks favour the reference (R+ = 90 x
+    # 45.5 = 4095 against R- = 955), so the test says the reference is better.
+    base = np.linspace(0.3, 0.7, 100)
+    diff = np.r_[np.full(90, 0.01), np.full(10, -0.2)]
+    row = compare_to(frame({"ref": base + diff, "other": base}), "ref").iloc[0]
+    assert row.mean_diff == pytest.approx(-0.011)
+    assert row.r_plus == pytest.approx(4095)
+    assert row.direction == "better"
+    assert bool(row.significant)
+    # the mirror image: worse, though its mean difference is positive
+    row = compare_to(frame({"ref": base - diff, "other": base}), "ref").iloc[0]
+    assert row.mean_diff > 0 and row.direction == "worse" and bool(row.significant)
+    # no difference at all: no direction
+    row = compare_to(frame({"ref": base, "other": base}), "ref").iloc[0]
+    assert row.direction == "none"
+
+
 def test_symmetric_differences_are_not_significant():
     rng = np.random.default_rng(1)
     base = rng.integers(0, 8, 200) / 8          # eighths: the differences below are exact

@@ -152,6 +152,20 @@ def test_significantly_worse_is_marked_as_such_not_as_better(tmp_path):
     assert cell(table, ("ML-1M", "NDCG@10", "ours"), "Improv.").startswith("-")
 
 
+def test_significance_mark_takes_its_direction_from_the_test(tmp_path):
+    # 160 users: RecGRELA at rank 2 where SIGMA is at rank 3 (+0.13 NDCG@10 each); 40 users:
+    # RecGRELA misses (rank 11) where SIGMA hits at rank 1 (-1 each). The mean difference is
+    # negative, the signed-rank test says RecGRELA is better: "*", not "†".
+    root = tmp_path / "results"
+    write_run(root, "recgrela", 1, 0.10, ranks=np.r_[np.full(160, 2), np.full(40, 11)])
+    write_run(root, "sigma", 1, 0.20, ranks=np.r_[np.full(160, 3), np.full(40, 1)])
+    runs, ranks = read_tree(root)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"])
+    shown = cell(table, ("ML-1M", "NDCG@10", "ours"), "RecGRELA")
+    assert shown.endswith(" *") and "†" not in shown
+    assert cell(table, ("ML-1M", "NDCG@10", "ours"), "Improv.").startswith("-")
+
+
 def test_paper_values_only_beside_the_same_max_len(tree):
     runs, _ = read_tree(tree)
     table = main_table(runs, PAPER, max_len=50, metrics=["ndcg@10"])
