@@ -84,15 +84,35 @@ def slopes(cells: pd.DataFrame) -> pd.DataFrame:
 def memory_claim(cells: pd.DataFrame, policy: str = "stored") -> str:
     """The paper's claim (RecGRELA needs the least training memory) checked on these cells,
     under one memory policy: RecGRELA's memory against every other model's at the longest and
-    the shortest length where both finished, and which models did not finish at all."""
+    the shortest length where both finished, which models did not finish at all, and RecGRELA's
+    own cells that did not finish (then the claim does not hold where another model finished).
+
+    "" (no claim) where it does not apply: a study with no other model (RecGRELA's variants
+    only), or one at a single max_len whose option sets vary (layers, heads: the claim is about
+    models at their own configuration, not about one option)."""
     same = cells[cells["policy"] == policy]
+    varied = (same["variant"] != "default").any()
+    if (same["model"] != "recgrela").sum() == 0 or (same["max_len"].nunique() < 2 and varied):
+        return ""
     done = same[same["status"] == "ok"]
     ours = done[(done["model"] == "recgrela") & (done["variant"] == "default")]
     others = done[done["model"] != "recgrela"]
+    mine_failed = same[(same["model"] == "recgrela") & (same["variant"] == "default")
+                       & (same["status"] != "ok")].sort_values("max_len")
+    own, contradicted = "", False      # RecGRELA's own cells that did not finish
+    if len(mine_failed):
+        first = mine_failed.iloc[0]
+        beyond = list(dict.fromkeys(others.loc[others["max_len"] >= first["max_len"], "label"]))
+        reason = first["reason"] if isinstance(first["reason"], str) else ""
+        own = (f"RecGRELA itself did not finish at L={first['max_len']} "
+               f"({first['status'].upper()}{': ' + reason if reason else ''})")
+        contradicted = bool(beyond)
+        own += (f", where {', '.join(beyond)} finished: the claim does not hold" if beyond
+                else ", nor did any other model")
     common = sorted(set(ours["max_len"]) & set(others["max_len"]))
     if not common:
         return ("RecGRELA and another model never finished at the same max_len here: the "
-                "paper's memory claim cannot be checked.")
+                "paper's memory claim cannot be checked" + (f". {own}." if own else "."))
 
     def compare(at):
         mine = float(ours.loc[ours["max_len"] == at, "memory_mb"].iat[0])
@@ -100,14 +120,21 @@ def memory_claim(cells: pd.DataFrame, policy: str = "stored") -> str:
         ratios = ", ".join(f"{r.label} {r.memory_mb / mine:.2f}x" for r in rivals.itertuples())
         return mine, ratios, mine <= rivals["memory_mb"].min()
 
+    def verdict(holds: bool, subject: str) -> str:
+        if contradicted:      # lowest where it finished, but not where it ran out of memory
+            return f"it is {'the lowest' if holds else 'not the lowest'} there"
+        return f"{subject} {'holds' if holds else 'does not hold'}"
+
     longest, shortest = common[-1], common[0]
     mine, ratios, holds = compare(longest)
     text = (f"Paper: RecGRELA needs the least training memory. Here ({policy} activations), at "
             f"max_len {longest} RecGRELA uses {mine:,.0f} MB and the others {ratios} of that: "
-            f"the claim {'holds' if holds else 'does not hold'}")
+            f"{verdict(holds, 'the claim')}")
     if shortest != longest:
         _, ratios, held = compare(shortest)
-        text += f"; at max_len {shortest} ({ratios}) it {'holds' if held else 'does not hold'}"
+        text += f"; at max_len {shortest} ({ratios}) {verdict(held, 'it')}"
+    if own:
+        text += f". {own}"
     failed = same[(same["status"] != "ok") & (same["model"] != "recgrela")]
     if len(failed):
         first = failed.sort_values("max_len").groupby("label", sort=False).head(1)
@@ -162,6 +189,7 @@ def cost_tables(cells: pd.DataFrame, study: str, description: str = "") -> list[
                         marks=shown.map(lambda _: ""),
                         notes=[f"Slope of log memory / log time against log max_len (1 = "
                                f"linear, 2 = quadratic); tail = the last {TAIL} finished "
-                               "lengths. " + memory_claim(cells)],
+                               "lengths." + (f" {claim}" if (claim := memory_claim(cells))
+                                             else "")],
                         data=fitted.reset_index()))
     return tables

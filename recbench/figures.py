@@ -65,7 +65,8 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
     """Training memory and seconds per step against `x` (max_len, or an option such as
     num_layers parsed from the variant), one line per model; [recompute] series dashed; cells
     that ran out of memory or time marked 'x' at the top with the limit. Returns the sentence
-    printed under the figure (the paper's memory claim checked on these cells)."""
+    printed under the figure (the paper's memory claim checked on these cells; "" and none
+    printed where it does not apply: x is not max_len, or no other model than RecGRELA)."""
     data = cells.copy()
     if x != "max_len":
         data[x] = data["variant"].map(lambda v: _option_value(v, x))
@@ -119,8 +120,10 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
     fig.suptitle(f"{title} ({device}, batch {batch}; legend: log-log slope over the last "
                  f"{TAIL} finished points)" if loglog else f"{title} ({device}, batch {batch})",
                  fontsize=10)
-    claim = memory_claim(cells)
-    _footer(fig, claim)
+    # the claim compares models along max_len: none under a layers / heads figure
+    claim = memory_claim(cells) if x == "max_len" else ""
+    if claim:
+        _footer(fig, claim)
     save(fig, png, svg)
     return claim
 

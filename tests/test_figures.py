@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recbench import figures
-from recbench.cost import read_cells
+from recbench.cost import cost_tables, memory_claim, read_cells
 
 
 @pytest.fixture
@@ -183,3 +183,39 @@ def test_cost_accuracy_needs_cells_at_the_tables_max_len(cells, tmp_path):
     with pytest.raises(ValueError, match="max_len 30"):
         figures.cost_accuracy_figure(main, cells, paper, tmp_path / "d.png",
                                      tmp_path / "d.svg", max_len=30)
+
+
+def test_no_memory_claim_where_a_study_varies_options_not_max_len(tmp_path, drawn):
+    # a layers study (Fig. 6): one max_len, option sets 1, 2 and 4 (= default) blocks for
+    # RecGRELA and SIGMA: the claim (RecGRELA the lowest along max_len) does not apply
+    paths = []
+    for model in ("recgrela", "sigma"):
+        for variant, blocks in (("num_layers=1", 1), ("num_layers=2", 2), ("default", 4)):
+            paths.append(write_cell(tmp_path, model, 100, 100.0 * blocks, 0.01 * blocks,
+                                    variant=variant))
+    cells = read_cells(paths)
+    claim = figures.scaling_figure(cells, tmp_path / "l.png", tmp_path / "l.svg",
+                                   x="num_layers", title="layers", loglog=False)
+    assert claim == ""
+    assert not any("Paper:" in t.get_text() for t in drawn[0].texts)
+    assert memory_claim(cells) == ""
+    assert not any("Paper:" in n for t in cost_tables(cells, "layers") for n in t.notes)
+    # a RecGRELA-only study (the causal streaming variant): nothing to compare either
+    alone = read_cells([write_cell(tmp_path / "s", "recgrela", L, 2.0 * L, 0.001 * L,
+                                   variant="causal=true") for L in (200, 800)])
+    assert memory_claim(alone) == ""
+
+
+def test_memory_claim_says_when_recgrela_itself_runs_out_of_memory(tmp_path, drawn):
+    paths = [write_cell(tmp_path, "recgrela", 3200, None, None, status="oom",
+                        reason="out of memory (4 GB address space)")]
+    for L in (50, 200, 800):
+        paths.append(write_cell(tmp_path, "sasrec", L, 4.0 * L, 0.001 * L))
+        paths.append(write_cell(tmp_path, "recgrela", L, 2.0 * L, 0.001 * L))
+    paths.append(write_cell(tmp_path, "sasrec", 3200, 12800.0, 3.2))
+    claim = figures.scaling_figure(read_cells(paths), tmp_path / "o.png", tmp_path / "o.svg",
+                                   title="length")
+    assert "RecGRELA itself did not finish at L=3200 (OOM: out of memory (4 GB address " \
+           "space)), where SASRec finished" in claim
+    assert "the claim does not hold" in claim and "the claim holds" not in claim
+    assert any("RecGRELA itself" in t.get_text() for t in drawn[0].texts)
