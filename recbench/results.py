@@ -3,7 +3,8 @@
 A run is `results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/` with
 
     metrics.json         checked against config/results_schema.yaml (identity, status,
-                         eval_mode, test metrics when ok, typed optional fields)
+                         eval_mode, test metrics when ok, typed optional fields; no NaN or
+                         infinity in a typed field)
     test_ranks.parquet   when status is ok: one row per test user, `user_id` (string) and
                          `rank` (1-based integer), the input of the paired tests
 
@@ -15,6 +16,7 @@ file and the field, instead of an empty cell or a KeyError further on.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,13 +64,31 @@ def _problem(err) -> str:
     return f"field {path!r} is {err.instance!r}: {err.message}"
 
 
+def _not_finite(run: dict) -> list[str]:
+    """'field ... is not a finite number' for each NaN / infinity in a field the contract types
+    (a metric of valid / test, or a top-level number): Python's json reads and writes them,
+    and JSON Schema's minimum / maximum let NaN through."""
+    def bad(v):
+        return isinstance(v, float) and not math.isfinite(v)
+    found = []
+    for key in results_schema()["properties"]:
+        value = run.get(key)
+        if isinstance(value, dict):
+            found += [f"{key}.{k}" for k, v in value.items() if bad(v)]
+        elif bad(value):
+            found.append(key)
+    return [f"field {key!r} is not a finite number (NaN or infinity); write null where a "
+            f"value is absent" for key in found]
+
+
 def check_metrics(run, where: str) -> dict:
     """Validate one metrics.json content; raise ResultsError "{where}: <problem>; ..."."""
     validator = Draft202012Validator(results_schema())
     errors = sorted(validator.iter_errors(run),
                     key=lambda e: ([str(p) for p in e.absolute_path], e.validator))
-    if errors:
-        problems = dict.fromkeys(_problem(e) for e in errors)
+    nan = _not_finite(run) if isinstance(run, dict) else []
+    if errors or nan:
+        problems = dict.fromkeys([_problem(e) for e in errors] + nan)
         raise ResultsError(f"{where}: " + "; ".join(problems)
                            + f" (results contract: {SCHEMA_PATH.name})")
     return run

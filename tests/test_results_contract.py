@@ -95,6 +95,22 @@ def test_wrong_value_names_the_field(tmp_path, change, said):
     assert str(err.value).startswith(f"{path}: ") and said in str(err.value)
 
 
+@pytest.mark.parametrize("change,key", [
+    ({"test": {"hit@10": 0.4, "ndcg@10": float("nan")}}, "test.ndcg@10"),
+    ({"valid": {"hit@10": float("inf"), "ndcg@10": 0.25}}, "valid.hit@10"),
+    ({"seconds_per_epoch": float("nan")}, "seconds_per_epoch"),
+])
+def test_nan_metrics_fail_naming_the_file_and_the_key(tmp_path, change, key):
+    path = write_run(tmp_path / "run", {**RUN, **change})      # json writes NaN / Infinity
+    assert "NaN" in path.read_text() or "Infinity" in path.read_text()
+    with pytest.raises(ResultsError) as err:
+        read_run(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and f"field {key!r} is not a finite number" in msg
+    with pytest.raises(ResultsError, match=f"field {key!r} is not a finite number"):
+        check_metrics({**RUN, **change}, str(path))
+
+
 def test_every_problem_is_reported_at_once(tmp_path):
     path = write_run(tmp_path / "run", {**without("seed"), "status": "done"})
     msg = str(pytest.raises(ResultsError, read_run, path).value)
