@@ -50,6 +50,22 @@ def save(fig, png: str | Path, svg: str | Path) -> None:
     plt.close(fig)
 
 
+def _single_seed(part: pd.DataFrame) -> np.ndarray:
+    """Which rows of a table CSV are one seed (n_seeds 1, else no std beside a mean)."""
+    if "n_seeds" in part:
+        return (part["n_seeds"] == 1).to_numpy()
+    return (part["ours_std"].isna() & part["ours_mean"].notna()).to_numpy()
+
+
+def _say_single_seeds(ax, xs, ys, single) -> None:
+    """'n=1' above each point or bar drawn from one seed: it has no error bar (no std), which
+    must not read as a spread of 0."""
+    for x, y in zip(np.asarray(xs)[single], np.asarray(ys, dtype=float)[single]):
+        if y == y:
+            ax.annotate("n=1", (x, y), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=6)
+
+
 def _footer(fig, text: str) -> None:
     """A sentence under the figure (wrapped), e.g. the paper's claim checked on the numbers."""
     import textwrap
@@ -215,8 +231,10 @@ def bars_figure(group: pd.DataFrame, png, svg, *, title: str,
     for ax, metric in zip(axes[0], metrics):
         part = data[data["metric"] == metric].set_index("name").reindex(names)
         xs = np.arange(len(names))
-        ax.bar(xs - 0.2, part["ours_mean"], 0.4, yerr=part["ours_std"].fillna(0),
-               color=colour, capsize=3, label="ours (mean ± std over seeds)")
+        ax.bar(xs - 0.2, part["ours_mean"], 0.4, yerr=part["ours_std"].astype(float), color=colour,
+               capsize=3, label="ours (mean ± std over seeds; n=1: one seed, no bar)")
+        _say_single_seeds(ax, xs - 0.2, part["ours_mean"] + part["ours_std"].fillna(0),
+                          _single_seed(part))
         ax.bar(xs + 0.2, part["paper"], 0.4, color=PAPER_COLOUR, hatch="//",
                label="paper (arXiv 2506.13315v2)")
         for x, (ours, theirs) in enumerate(zip(part["ours_mean"], part["paper"])):
@@ -249,8 +267,9 @@ def sensitivity_figure(group: pd.DataFrame, defaults: dict, png, svg, *, title: 
                          for v in part["variant"]]
         for i, metric in enumerate(metrics):
             line = part[part["metric"] == metric].sort_values("x")
-            ax.errorbar(line["x"], line["ours_mean"], yerr=line["ours_std"].fillna(0),
+            ax.errorbar(line["x"], line["ours_mean"], yerr=line["ours_std"].astype(float),
                         marker="os"[i % 2], capsize=3, label=display_name(metric))
+            _say_single_seeds(ax, line["x"], line["ours_mean"], _single_seed(line))
         ax.set_xlabel(section)
         ax.set_ylabel("test value (ours)")
         ax.grid(alpha=0.3)
@@ -271,9 +290,10 @@ def accuracy_length_figure(group: pd.DataFrame, png, svg, *, metric: str = "ndcg
         for model, part in data[data["dataset"] == dataset].groupby("model", sort=False):
             part = part.sort_values("max_len")
             style = model_style(model)
-            ax.errorbar(part["max_len"], part["ours_mean"], yerr=part["ours_std"].fillna(0),
+            ax.errorbar(part["max_len"], part["ours_mean"], yerr=part["ours_std"].astype(float),
                         marker=style["marker"], color=style["color"], capsize=3,
                         label=display_name(model))
+            _say_single_seeds(ax, part["max_len"], part["ours_mean"], _single_seed(part))
         ax.set_xscale("log", base=2)
         ax.set_xlabel("max_len (items per sequence)")
         ax.set_ylabel(f"test {display_name(metric)} (ours)")

@@ -219,3 +219,32 @@ def test_memory_claim_says_when_recgrela_itself_runs_out_of_memory(tmp_path, dra
            "space)), where SASRec finished" in claim
     assert "the claim does not hold" in claim and "the claim holds" not in claim
     assert any("RecGRELA itself" in t.get_text() for t in drawn[0].texts)
+
+
+def single_seed_texts(fig) -> list:
+    return [t for ax in fig.axes for t in ax.texts if t.get_text() == "n=1"]
+
+
+def test_single_seed_cells_say_n_1_and_draw_no_error_bar(tmp_path, drawn):
+    group = group_csv(True)
+    one = group["variant"] == "gate=false"                     # one seed: no std
+    group.loc[one, "ours_std"] = None
+    group["n_seeds"] = [1 if o else 3 for o in one]
+    figures.bars_figure(group, tmp_path / "b.png", tmp_path / "b.svg", title="Fig. 4")
+    assert len(single_seed_texts(drawn[-1])) == 2               # one bar per metric panel
+    ours = [c for c in drawn[-1].axes[0].containers if isinstance(c, BarContainer)][0]
+    bars = ours.errorbar.lines[2][0].get_segments()            # the vertical error bars
+    assert len(bars[2]) == 0 and len(bars[0]) == 2              # none drawn for n=1
+    sweep = pd.DataFrame([
+        {"dataset": "ml-1m", "model": "sasrec", "max_len": L, "metric": "ndcg@10",
+         "ours_mean": 0.1, "ours_std": None if L == 200 else 0.01,
+         "n_seeds": 1 if L == 200 else 2} for L in (50, 200)])
+    figures.accuracy_length_figure(sweep, tmp_path / "a.png", tmp_path / "a.svg")
+    assert len(single_seed_texts(drawn[-1])) == 1
+    rows = [{"dataset": "ml-1m", "model": "recgrela", "variant": v, "max_len": None,
+             "metric": m, "ours_mean": 0.1, "ours_std": None, "n_seeds": 1,
+             "section": "num_heads"} for v in ("num_heads=2", "default")
+            for m in ("ndcg@10", "mrr@10")]
+    figures.sensitivity_figure(pd.DataFrame(rows), {"num_heads": 4}, tmp_path / "s.png",
+                               tmp_path / "s.svg", title="Fig. 8")
+    assert len(single_seed_texts(drawn[-1])) == 4
