@@ -6,6 +6,10 @@ results/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.json
 (recbench/profiling.py measures it). The `recompute` policy is added only for models that
 have activation recomputation; option sets apply to the models that have those options, as in
 the experiment groups (recbench/experiments.py).
+
+A study may also name the authors' code, `reference-<model>` (recbench/reference.py): it is
+measured in the same cells as ours, with the reference config's options, under the `stored`
+policy only (the reference keeps every activation) and with no option sets.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from models import model_class
 from recbench.experiments import ConfigError, _fields, check_model_options, model_defaults
 from recbench.profiling import supports_recompute
+from recbench.reference import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
 from recbench.report import variant_name
 
 
@@ -43,6 +48,25 @@ def resolve_device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def is_reference(model: str) -> bool:
+    return model.startswith(REFERENCE_PREFIX)
+
+
+def check_profiled_model(model: str, where: str) -> None:
+    """A registered model, or the authors' code of one that runs without CUDA."""
+    if not is_reference(model):
+        return check_model_options(model, {}, where)
+    if model.removeprefix(REFERENCE_PREFIX) not in REFERENCE_MODELS:
+        raise ConfigError(f"{where}: unknown reference model {model!r}; the authors' code runs "
+                          f"here for {[REFERENCE_PREFIX + m for m in REFERENCE_MODELS]} (the "
+                          f"Mamba family needs CUDA kernels)")
+
+
+def _options(model: str) -> set:
+    """The option names a model takes (none for the authors' code)."""
+    return set() if is_reference(model) else _fields(model)
+
+
 def expand_profile(config: dict) -> dict[str, list[ProfileCell]]:
     """{study: [ProfileCell, ...]} for the validated config; a bad model or option names the
     study."""
@@ -62,24 +86,26 @@ def expand_profile(config: dict) -> dict[str, list[ProfileCell]]:
         where = f"config profile.studies.{study}"
         models = spec.get("models", learned)
         for model in models:
-            check_model_options(model, {}, f"{where}.models")
+            check_profiled_model(model, f"{where}.models")
         overrides = spec.get("overrides", [{}])
         for over in overrides:
-            if not any(set(over) <= _fields(m) for m in models):
+            if not any(set(over) <= _options(m) for m in models):
                 raise ConfigError(f"{where}.overrides: no model of {models} has all of the "
                                   f"options {sorted(over)}")
         cells = []
         for model, over, policy, max_len in itertools.product(
                 models, overrides, profile["policies"], spec["max_lens"]):
-            if not set(over) <= _fields(model):
+            if not set(over) <= _options(model):
                 continue
             if policy == "recompute" and not supports_recompute(model):
                 continue
-            check_model_options(model, over, f"{where}.overrides")
+            if not is_reference(model):
+                check_model_options(model, over, f"{where}.overrides")
             # the policy is its own path level, so `recompute` never names a variant
             shown = {k: v for k, v in over.items() if k != "recompute"}
-            cell = ProfileCell(device, policy, model,
-                               variant_name(shown, model_defaults(model)), int(max_len),
+            variant = "default" if is_reference(model) else variant_name(
+                shown, model_defaults(model))
+            cell = ProfileCell(device, policy, model, variant, int(max_len),
                                int(spec.get("batch_size", profile["batch_size"])), shown)
             if cell not in cells:
                 cells.append(cell)

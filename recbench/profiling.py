@@ -13,6 +13,9 @@ belongs to that cell alone. What a cell records:
                       CUDA: torch.cuda.max_memory_allocated (`peak_cuda_mb`) and
                             max_memory_reserved (`peak_cuda_reserved_mb`: what RecBole, and
                             so the paper's figures, report);
+  saved_activation_mb the distinct tensors autograd keeps for backward in one training forward
+                      (parameters not counted): where two implementations of one model differ
+                      in memory, this says whether the activations they keep are the cause;
   flops_per_sequence  torch.utils.flop_counter.FlopCounterMode over one forward (encoder +
                       read-out) of ONE sequence of length max_len: the quantity RecBole's
                       `get_flops` reports (42,841,664 for RecGRELA on ML-1M at L=200 in the
@@ -57,7 +60,33 @@ def supports_recompute(model_name: str) -> bool:
 
     from models import model_class
 
+    if model_name.startswith("reference-"):        # the authors' code keeps every activation
+        return False
     return "recompute" in {f.name for f in dataclasses.fields(model_class(model_name).Config)}
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Trainable real numbers: a complex parameter counts twice (LRURec: the authors keep its
+    recurrence complex, ours keeps real and imaginary parts apart)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1)
+               for p in model.parameters() if p.requires_grad)
+
+
+def saved_activation_mb(model, item_seq, seq_len, target) -> float:
+    """MB of the distinct storages autograd saves for backward in one forward + loss (a tensor
+    saved by several ops, or views of one storage, count once; parameters never)."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model.calculate_loss(item_seq, seq_len, target)
+    return sum(saved.values()) / 2**20
 
 
 def _rss_mb() -> float:
@@ -98,15 +127,24 @@ def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 34
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     torch.manual_seed(seed)
+    if model_name.startswith("reference-"):
+        from recbench.reference import ReferenceModel
+
+        def build(n_items, max_len):
+            return ReferenceModel(model_name, n_items, max_len, device=device)
+    else:
+        def build(n_items, max_len):
+            return build_for_run(model_name, n_items, max_len, options)
+    build(10, 8)     # a tiny one first: what building imports is not the cell's memory
     rss_before = _rss_mb()
-    model = build_for_run(model_name, n_items, max_len, options).to(device)
+    model = build(n_items, max_len).to(device)
     item_seq = torch.randint(1, n_items, (batch_size, max_len), device=device)
     seq_len = torch.full((batch_size,), max_len, device=device)
     target = torch.randint(1, n_items, (batch_size,), device=device)
     result = {"model": model_name, "overrides": overrides or {}, "policy": policy,
               "max_len": max_len, "batch_size": batch_size, "n_items": n_items,
               "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+              "params": count_parameters(model)}
 
     if model.learned:
         model.train()
@@ -117,6 +155,7 @@ def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 34
             model.calculate_loss(item_seq, seq_len, target).backward()
             optimizer.step()
 
+        result["saved_activation_mb"] = saved_activation_mb(model, item_seq, seq_len, target)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         for _ in range(warmup):

@@ -1,16 +1,22 @@
 # The cost grid: one job per profile cell (recbench/profile_grid.py), each measured in a fresh
 # process (recbench/profiling.py). A job asks for more threads than any machine has:
 # Snakemake lowers that to --cores, so no other job shares the machine while a cell is timed.
-# Out of memory or over time is a cell, not a failed job.
+# Out of memory or over time is a cell, not a failed job. A cell's model is ours or the
+# authors' code of one (reference-<model>, recbench/reference.py).
+PROFILED_MODELS = sorted(REGISTRY) + [REFERENCE_PREFIX + m for m in REFERENCE_MODELS]
 
 
 rule profile:
+    input:
+        reference=reference_code_input,
     output:
         "results/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.json",
     log:
         "logs/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.log",
     benchmark:
         "logs/benchmarks/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.tsv"
+    wildcard_constraints:
+        model="|".join(re.escape(name) for name in PROFILED_MODELS),
     conda:
         ENVIRONMENT
     threads: 1024

@@ -3,6 +3,8 @@
 # each file checked against config/reference_code.sha256; the reference-* external models
 # (config/external_models.yaml) train it, the profile rule measures it, and rule
 # fidelity_table sets both side by side.
+from recbench.reference import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
+
 REFERENCE_DIR = "resources/RecGRELA"
 
 
@@ -17,3 +19,47 @@ rule reference_code:
         ENVIRONMENT
     script:
         "../scripts/reference_code.py"
+
+
+# Ours beside the authors' code: the profile studies that measure a reference-<model> and the
+# runs of the groups that train one (our model and its reference), in one set of tables.
+FIDELITY_STUDIES = [
+    study
+    for study, cells in PROFILE.items()
+    if any(cell.model.startswith(REFERENCE_PREFIX) for cell in cells)
+]
+FIDELITY_RUNS = [
+    run
+    for group in GROUPS
+    if any(run.model.startswith(REFERENCE_PREFIX) for run in group_runs(GROUPS, group))
+    for run in group_runs(GROUPS, group)
+    if run.model.removeprefix(REFERENCE_PREFIX) in REFERENCE_MODELS
+]
+
+
+rule fidelity_table:
+    input:
+        cells=[cell.path for study in FIDELITY_STUDIES for cell in PROFILE[study]],
+        metrics=run_files(FIDELITY_RUNS, "metrics"),
+        test_ranks=run_files(FIDELITY_RUNS, "test_ranks"),
+    output:
+        md="reports/tables/fidelity.md",
+        csv=report(
+            "reports/tables/fidelity.csv",
+            caption="../reports/captions/table.rst",
+            category="Tables",
+            subcategory="fidelity: ours beside the authors' code",
+        ),
+        tex="reports/tables/fidelity.tex",
+    log:
+        "logs/fidelity_table.log",
+    benchmark:
+        "logs/benchmarks/fidelity_table.tsv"
+    conda:
+        ENVIRONMENT
+    params:
+        studies={
+            study: [cell.path for cell in PROFILE[study]] for study in FIDELITY_STUDIES
+        },
+    script:
+        "../scripts/fidelity_table.py"

@@ -1,0 +1,22 @@
+"""Rule fidelity_table: ours beside the authors' code (reference-<model>) -> reports/tables/
+fidelity.*: the cost of the profile studies that measure both, the test accuracy of the groups
+that train both, each with its paired comparison (recbench/fidelity.py)."""
+from recbench.cost import read_cells
+from recbench.fidelity import accuracy_table, cost_table
+from recbench.results import read_run, read_test_ranks
+from recbench.rule_script import run_rule
+from recbench.tables import run_key, write_table
+
+
+def main(studies: dict, metrics_files: list[str], out) -> None:
+    tables = [cost_table(read_cells(cells), study) for study, cells in studies.items()]
+    runs = [read_run(f) for f in metrics_files]
+    if runs:
+        ranks = {run_key(run): read_test_ranks(f, run)
+                 for run, f in zip(runs, metrics_files) if run["status"] == "ok"}
+        tables.append(accuracy_table(runs, ranks))
+    write_table(tables, out.md, out.csv, out.tex)
+
+
+run_rule(snakemake, lambda: main(snakemake.params.studies, snakemake.input.metrics,
+                                 snakemake.output))
