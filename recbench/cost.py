@@ -90,7 +90,12 @@ def memory_claim(cells: pd.DataFrame, policy: str = "stored") -> str:
     "" (no claim) where it does not apply: a study with no other model (RecGRELA's variants
     only), or one at a single max_len whose option sets vary (layers, heads: the claim is about
     models at their own configuration, not about one option)."""
-    same = cells[cells["policy"] == policy]
+    if "batch_size" in cells and cells["batch_size"].nunique() > 1:   # compared within a batch
+        claims = {b: memory_claim(part, policy) for b, part in cells.groupby("batch_size")}
+        return " ".join(f"Batch {b:.0f}: {c}" for b, c in claims.items() if c)
+    # the authors' code of a model (reference-*) is not a rival of ours: recbench/fidelity.py
+    # checks the claim on it alone
+    same = cells[(cells["policy"] == policy) & ~cells["model"].str.startswith("reference-")]
     varied = (same["variant"] != "default").any()
     if (same["model"] != "recgrela").sum() == 0 or (same["max_len"].nunique() < 2 and varied):
         return ""

@@ -28,6 +28,7 @@ MODEL_ORDER = ["recgrela", "linrec", "lrurec", "mamba4rec", "echomamba4rec", "eu
                "recblr", "sigma", "sasrec", "bert4rec", "gru4rec", "popularity",
                "recbole-sasrec", "recbole-gru4rec"]
 VARIANT_LINESTYLES = ["-", ":", "-."]   # a model's 1st, 2nd, 3rd option set ([recompute]: "--")
+BATCH_LINESTYLES = [(0, (6, 2, 1, 2, 1, 2)), (0, (1, 3))]   # the 2nd, 3rd batch size of a figure
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "8"]
 PAPER_COLOUR = "0.55"
 
@@ -90,21 +91,28 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
             data["policy"] == "recompute", " [recompute]", "")
     else:
         data["series"] = data["label"]
+    batches = sorted(data["batch_size"].dropna().unique())
+    if len(batches) > 1:                   # one line per batch size, told apart by its dashes
+        data["series"] += ", batch " + data["batch_size"].map("{:.0f}".format)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
     for ax, value, unit in ((axes[0], "memory_mb", "training memory (MB)"),
                             (axes[1], "seconds_per_step", "seconds per training step")):
-        variant_index: dict[str, int] = {}
+        variant_index: dict[tuple, int] = {}
         stacked: dict = {}                 # x -> [(status and limit, colour), ...] of failed cells
         for series, part in data.groupby("series", sort=False):
             part = part.dropna(subset=[x]).sort_values(x)
-            model = part["model"].iat[0]
+            model, variant = part["model"].iat[0], part["variant"].iat[0]
             style = model_style(model)
             # a model's other option sets: same colour, hollow marker, dotted line
             k = 0
-            if x == "max_len" and part["variant"].iat[0] != "default":
-                k = variant_index[model] = variant_index.get(model, 0) + 1
+            if x == "max_len" and variant != "default":
+                k = variant_index.setdefault(
+                    (model, variant), 1 + sum(m == model for m, _ in variant_index))
             linestyle = ("--" if part["policy"].iat[0] == "recompute"
                          else VARIANT_LINESTYLES[k % len(VARIANT_LINESTYLES)])
+            j = batches.index(part["batch_size"].iat[0]) if len(batches) > 1 else 0
+            if j:
+                linestyle = BATCH_LINESTYLES[(j - 1) % len(BATCH_LINESTYLES)]
             ok = part[part["status"] == "ok"]
             label = series
             if loglog and len(ok) >= 2:
@@ -169,44 +177,58 @@ def _limit(reason) -> str:
 def cost_accuracy_figure(main: pd.DataFrame, cells: pd.DataFrame, paper: pd.DataFrame,
                          png, svg, *, max_len: int, metric: str = "ndcg@10") -> None:
     """Fig. 3: test NDCG@10 (ours, mean over seeds) against training memory, bubble area =
-    forward FLOPs per sequence, one panel per dataset; memory and FLOPs from the profile cells
-    at the same max_len (stored activations). The paper's RecGRELA point (12.7 GB, printed in
-    its text) is drawn hollow on its own axis, since its memory is GPU-reserved at batch 2048."""
+    forward FLOPs per sequence, one panel per dataset and batch size (a row of panels per batch
+    size of the profile cells); memory and FLOPs from the profile cells of the same model and
+    variant at the same max_len (stored activations), accuracy from the table's rows at that
+    max_len. The paper's RecGRELA point (12.7 GB, printed in its text) is drawn hollow on its
+    own axis, since its memory is GPU-reserved at batch 2048."""
     cost = cells[(cells["status"] == "ok") & (cells["policy"] == "stored")
-                 & (cells["variant"] == "default") & (cells["max_len"] == max_len)]
-    ours = main[(main["metric"] == metric) & main["model"].isin(cost["model"])]
-    datasets = list(dict.fromkeys(ours["dataset"]))
+                 & (cells["max_len"] == max_len)]
+    # one cell per (model, variant, batch): a cell listed by two studies is the same cell
+    cost = cost.drop_duplicates(["model", "variant", "batch_size"])
+    ours = main[main["metric"] == metric]
+    if "max_len" in ours:                       # a main table at several max_len: this one
+        ours = ours[ours["max_len"] == max_len]
+    if "variant" not in ours:
+        ours = ours.assign(variant="default")
+    pairs = ours.merge(cost[["model", "variant", "batch_size", "memory_mb",
+                             "flops_per_sequence", "device"]], on=["model", "variant"])
+    datasets = list(dict.fromkeys(pairs["dataset"]))
+    batches = sorted(pairs["batch_size"].unique())
     if not datasets:
         raise ValueError(f"Fig. 3: no model has both a {metric} result and a profile cell at "
                          f"max_len {max_len}; add {max_len} to a profile study's max_lens")
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.4), squeeze=False,
-                             layout="constrained")
-    flops = cost.set_index("model")["flops_per_sequence"]
-    scale = 900 / max(flops.max(), 1)
-    for ax, dataset in zip(axes[0], datasets):
-        here = ours[ours["dataset"] == dataset].set_index("model")
-        for model, row in here.iterrows():
-            memory = float(cost.loc[cost["model"] == model, "memory_mb"].iat[0])
-            style = model_style(model)
-            ax.scatter(memory, row["ours_mean"], s=max(20, flops[model] * scale),
-                       color=style["color"], alpha=0.6, edgecolor="k", marker="o")
-            ax.errorbar(memory, row["ours_mean"], yerr=row["ours_std"] if row["ours_std"] ==
-                        row["ours_std"] else None, color=style["color"], capsize=3)
-            ax.annotate(display_name(model), (memory, row["ours_mean"]), fontsize=8,
-                        xytext=(6, 4), textcoords="offset points")
-        ax.set_xlabel(f"training memory at max_len {max_len} (MB, {cost['device'].iat[0]})")
-        ax.set_ylabel(f"test {display_name(metric)} (ours)")
-        ax.set_title(display_name(dataset))
-        ax.grid(alpha=0.3)
-        printed = paper[(paper["block"] == "fig3_text") & (paper["dataset"] == dataset)]
-        if len(printed):
-            values = printed.set_index("metric")["value"]
-            twin = ax.twiny()
-            twin.scatter(values["gpu_memory_gb"], values[metric], s=120,
-                         facecolor="none", edgecolor=model_style("recgrela")["color"], lw=2)
-            twin.annotate("RecGRELA (paper)", (values["gpu_memory_gb"], values[metric]),
-                          fontsize=8, xytext=(6, -10), textcoords="offset points")
-            twin.set_xlabel("paper: GPU memory reserved, batch 2048 (GB)", fontsize=8)
+    fig, axes = plt.subplots(len(batches), len(datasets), squeeze=False, layout="constrained",
+                             figsize=(5.5 * len(datasets), 4.4 * len(batches)))
+    scale = 900 / max(pairs["flops_per_sequence"].max(), 1)
+    for row_axes, batch in zip(axes, batches):
+        for ax, dataset in zip(row_axes, datasets):
+            here = pairs[(pairs["dataset"] == dataset) & (pairs["batch_size"] == batch)]
+            for row in here.itertuples():
+                style = model_style(row.model)
+                ax.scatter(row.memory_mb, row.ours_mean, s=max(20, row.flops_per_sequence * scale),
+                           color=style["color"], alpha=0.6, edgecolor="k", marker="o")
+                ax.errorbar(row.memory_mb, row.ours_mean, yerr=float(row.ours_std),
+                            color=style["color"], capsize=3)
+                ax.annotate(display_name(row.model) + ("" if row.variant == "default"
+                                                       else f" ({row.variant})"),
+                            (row.memory_mb, row.ours_mean), fontsize=8, xytext=(6, 4),
+                            textcoords="offset points")
+            _say_single_seeds(ax, here["memory_mb"], here["ours_mean"], _single_seed(here))
+            device = ", ".join(dict.fromkeys(here["device"].dropna()))
+            ax.set_xlabel(f"training memory at max_len {max_len} (MB, {device})")
+            ax.set_ylabel(f"test {display_name(metric)} (ours)")
+            ax.set_title(f"{display_name(dataset)}, batch {batch}")
+            ax.grid(alpha=0.3)
+            printed = paper[(paper["block"] == "fig3_text") & (paper["dataset"] == dataset)]
+            if len(printed):
+                values = printed.set_index("metric")["value"]
+                twin = ax.twiny()
+                twin.scatter(values["gpu_memory_gb"], values[metric], s=120,
+                             facecolor="none", edgecolor=model_style("recgrela")["color"], lw=2)
+                twin.annotate("RecGRELA (paper)", (values["gpu_memory_gb"], values[metric]),
+                              fontsize=8, xytext=(6, -10), textcoords="offset points")
+                twin.set_xlabel("paper: GPU memory reserved, batch 2048 (GB)", fontsize=8)
     fig.suptitle(f"Fig. 3: {display_name(metric)} against training memory; bubble area = "
                  f"forward FLOPs per sequence", fontsize=10)
     _footer(fig, "The paper prints absolute numbers for RecGRELA only (12.7 GB, NDCG@10 "

@@ -347,13 +347,15 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
             cells += [ours, theirs]
             marks += [{_title(*k): rank.get(_column(*k), "") for k in row}, {}]
 
-            data += [{"dataset": dataset, "metric": metric, "model": m, "variant": v,
+            data += [{"dataset": dataset, "max_len": max_len, "metric": metric, "model": m,
+                      "variant": v,
                       "ours_mean": c.mean, "ours_std": c.std, "n_seeds": c.n, "ours": c.text,
                       "problems": c.problems, "mark": rank.get(_column(m, v), ""),
                       "paper": printed(dataset, m, v, metric),
                       "p_holm_vs_best": p_holm if _column(m, v) == ref else None}
                      for (m, v), c in row.items()]
-            data.append({"dataset": dataset, "metric": metric, "model": "improv",
+            data.append({"dataset": dataset, "max_len": max_len, "metric": metric,
+                         "model": "improv",
                          "ours_mean": improv, "paper": paper_improv, "best_baseline": best})
     notes = [
         _seeds_note(frame),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import matplotlib.colors as mcolors
+from matplotlib.collections import PathCollection
 from matplotlib.container import BarContainer
 import pandas as pd
 import pytest
@@ -30,10 +31,10 @@ def drawn(monkeypatch):
 
 
 def write_cell(root, model, max_len, memory, seconds, status="ok", policy="stored",
-               variant="default", reason=None):
-    path = root / "cpu" / policy / model / variant / f"L{max_len}" / "B32.json"
+               variant="default", reason=None, batch=32):
+    path = root / "cpu" / policy / model / variant / f"L{max_len}" / f"B{batch}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    cell = {"model": model, "policy": policy, "max_len": max_len, "batch_size": 32,
+    cell = {"model": model, "policy": policy, "max_len": max_len, "batch_size": batch,
             "device": "cpu", "status": status, "overrides": {}}
     if status == "ok":
         cell |= {"peak_rss_mb": memory, "seconds_per_step": seconds,
@@ -248,3 +249,50 @@ def test_single_seed_cells_say_n_1_and_draw_no_error_bar(tmp_path, drawn):
     figures.sensitivity_figure(pd.DataFrame(rows), {"num_heads": 4}, tmp_path / "s.png",
                                tmp_path / "s.svg", title="Fig. 8")
     assert len(single_seed_texts(drawn[-1])) == 4
+
+
+def two_batches(tmp_path):
+    """RecGRELA and SASRec at max_len 50, 200, 800, each at batch 32 and batch 64."""
+    return read_cells([write_cell(tmp_path, m, L, k * b * L / 32, 1e-3 * b * L / 32, batch=b)
+                       for m, k in (("recgrela", 1.0), ("sasrec", 3.0))
+                       for L in (50, 200, 800) for b in (32, 64)])
+
+
+def test_fig3_two_batch_sizes_and_several_max_lens(tmp_path, drawn):
+    cells = two_batches(tmp_path)
+    main = pd.DataFrame([{"dataset": "ml-1m", "model": m, "variant": "default", "max_len": L,
+                          "metric": "ndcg@10", "ours_mean": v + (0.05 if L == 200 else 0),
+                          "ours_std": 0.01, "n_seeds": 2}
+                         for m, v in (("recgrela", 0.2), ("sasrec", 0.1)) for L in (50, 200)])
+    paper = pd.DataFrame(columns=["block", "dataset", "metric", "value"])
+    figures.cost_accuracy_figure(main, cells, paper, tmp_path / "c.png", tmp_path / "c.svg",
+                                 max_len=200)
+    axes = drawn[0].axes
+    assert len(axes) == 2                                       # one panel per batch size
+    assert [ax.get_title() for ax in axes] == ["ML-1M, batch 32", "ML-1M, batch 64"]
+    for ax, batch in zip(axes, (32, 64)):
+        points = [tuple(c.get_offsets()[0]) for c in ax.collections
+                  if isinstance(c, PathCollection)]
+        # one bubble per model, at the max_len-200 accuracy and that batch's memory
+        expected = sorted([(200 * batch / 32, 0.25), (600 * batch / 32, 0.15)])
+        assert len(points) == 2
+        for got, want in zip(sorted(points), expected):
+            assert got == pytest.approx(want)
+
+
+def test_scaling_figure_separates_batch_sizes(tmp_path, drawn):
+    claim = figures.scaling_figure(two_batches(tmp_path), tmp_path / "s.png",
+                                   tmp_path / "s.svg", title="two batches")
+    # the claim compares within one batch size: SASRec 3.00x at each
+    assert claim.startswith("Batch 32: Paper: RecGRELA needs") and " Batch 64: " in claim
+    assert "at max_len 800 RecGRELA uses 800 MB and the others SASRec 3.00x" in claim
+    assert "at max_len 800 RecGRELA uses 1,600 MB and the others SASRec 3.00x" in claim
+    lines = [line for line in drawn[0].axes[0].get_lines()
+             if not line.get_label().startswith("_")]
+    labels = [line.get_label().split(" (slope")[0] for line in lines]
+    assert sorted(labels) == ["RecGRELA, batch 32", "RecGRELA, batch 64", "SASRec, batch 32",
+                              "SASRec, batch 64"]
+    for line in lines:                                          # one point per max_len
+        assert list(line.get_xdata()) == [50, 200, 800]
+    styles = {line.get_label().split(" (slope")[0]: line.get_linestyle() for line in lines}
+    assert styles["RecGRELA, batch 32"] != styles["RecGRELA, batch 64"]

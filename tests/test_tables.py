@@ -103,6 +103,7 @@ def test_table2_cells_marks_improv_and_significance(tree):
     assert data.loc[("ndcg@10", "linrec"), "problems"] == f"OOM at L=200: {OOM}"   # whole
     assert data.loc[("ndcg@10", "recgrela"), "ours_mean"] == pytest.approx(0.22)
     assert data.loc[("ndcg@10", "improv"), "best_baseline"] == "sigma"
+    assert set(table.data["max_len"]) == {200}          # Fig. 3 picks its max_len by it
     assert data.loc[("ndcg@10", "recgrela"), "p_holm_vs_best"] < 1e-10
     assert any("Wilcoxon" in n and "Holm" in n and "200 users" in n for n in table.notes)
     assert any("leave-one-out" in n and "max_len 200" in n for n in table.notes)
