@@ -17,8 +17,10 @@ include: "rules/external_recbole.smk"
 include: "rules/profile.smk"
 include: "rules/report.smk"
 include: "rules/figures.smk"
+include: "rules/tune.smk"
 
 
 rule all:
     input:
         all_outputs(),
+        tuning_outputs(),

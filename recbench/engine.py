@@ -336,11 +336,16 @@ def _mean(values) -> float:
 def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
                  overrides: dict | None = None, train_cfg: dict | None = None, *,
                  dataset: str, max_len: int, seed: int, variant: str = "default",
-                 progress: bool = False, negatives: dict | None = None) -> dict:
+                 progress: bool = False, negatives: dict | None = None,
+                 on_epoch=None, hyperparameters: dict | None = None) -> dict:
     """Train, validate and test one run on in-memory `data`; returns metrics.json's content.
 
     `negatives` ({"valid", "test"}: int arrays [users of the split, n], recbench.sampling's
-    order) is needed when train.eval_mode is not `full`."""
+    order) is needed when train.eval_mode is not `full`. `on_epoch(epoch, valid metrics)` is
+    called after each finished (checkpointed) epoch on rank 0; an exception it raises ends the
+    run (recbench/tuning.py prunes a trial so). `hyperparameters` says where the options came
+    from; it lands in metrics.json's `config.hyperparameters` ({"source": "reference"} if
+    omitted; {"source": "tuned", ...} for a tuned run)."""
     run_dir = Path(run_dir)
     identity = {"dataset": dataset, "model": model_name, "variant": variant,
                 "overrides": dict(overrides or {}), "max_len": int(max_len), "seed": int(seed)}
@@ -359,7 +364,8 @@ def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
         raise ValueError(f"{run_name}: train.eval_mode {cfg.eval_mode!r} "
                          + ("needs the stored negatives" if negatives is None
                             else "ranks all items; negatives were given"))
-    run = _Run(data, run_dir, identity, run_name, cfg, progress, negatives)
+    hooks = {"on_epoch": on_epoch, "hyperparameters": hyperparameters or {"source": "reference"}}
+    run = _Run(data, run_dir, identity, run_name, cfg, progress, negatives, **hooks)
     try:
         return run.execute()
     except CheckpointError as bad:
@@ -371,13 +377,14 @@ def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
         if group.main:
             os.replace(bad.path, aside)
         group.barrier()                         # no rank looks for last.pt before it is moved
-        return _Run(data, run_dir, identity, run_name, cfg, progress, negatives).execute()
+        return _Run(data, run_dir, identity, run_name, cfg, progress, negatives,
+                    **hooks).execute()
 
 
 def train_and_evaluate(dataset_dir: str | Path, run_dir: str | Path, model_name: str,
                        overrides: dict | None = None, train_cfg: dict | None = None, *,
                        max_len: int, seed: int, variant: str = "default",
-                       progress: bool = False) -> dict:
+                       progress: bool = False, hyperparameters: dict | None = None) -> dict:
     """Public entry: one run on a processed dataset directory, data/processed/{dataset}/
     (sequences.parquet, stats.json, and negatives_{mode}.parquet for sampled evaluation)."""
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
@@ -392,16 +399,17 @@ def train_and_evaluate(dataset_dir: str | Path, run_dir: str | Path, model_name:
         negatives = read_negatives(dataset_dir, cfg.eval_mode, data)
     return run_training(data, run_dir, model_name, overrides, train_cfg, dataset=dataset_dir.name,
                         max_len=max_len, seed=seed, variant=variant, progress=progress,
-                        negatives=negatives)
+                        negatives=negatives, hyperparameters=hyperparameters)
 
 
 class _Run:
     """One attempt at a run (a bad checkpoint with restart_bad_checkpoint makes a second)."""
 
     def __init__(self, data, run_dir, identity, run_name, cfg: TrainSettings, progress,
-                 negatives):
+                 negatives, on_epoch=None, hyperparameters=None):
         self.data, self.run_dir, self.identity, self.name = data, run_dir, identity, run_name
         self.cfg, self.progress, self.negatives = cfg, progress, negatives
+        self.on_epoch, self.hyperparameters = on_epoch, hyperparameters
         self.max_len, self.seed = identity["max_len"], identity["seed"]
         self.group = current()
         self.device = self.group.device(resolved_device(cfg.device))
@@ -563,6 +571,8 @@ class _Run:
                      " *" if improved else "", train_seconds, valid_seconds)
             bar.set_postfix(loss=f"{loss_sum / n_batches:.4f}", valid=f"{score:.4f}",
                             s_epoch=f"{train_seconds:.1f}")
+            if self.on_epoch is not None and group.main:
+                self.on_epoch(epoch, valid)        # may raise: e.g. a pruned tuning trial
             if stop:
                 break
         bar.close()
@@ -591,7 +601,8 @@ class _Run:
             else f"{device} ({torch.cuda.get_device_name(device)})",
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "git_commit": _git_commit(),
-            "config": config,
+            "config": config | ({"hyperparameters": self.hyperparameters}
+                                if self.hyperparameters else {}),
         }
 
     def _write(self, result, history, valid_ranks, test_ranks) -> None:

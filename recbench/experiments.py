@@ -11,7 +11,10 @@ A group (config key `groups`) is a block of lists whose cross product gives its 
 
     datasets, models, max_lens, seeds    default: the config's top-level lists
     overrides                            list of model-option dicts (default [{}]); each applies
-                                         to every model of the group that has those options
+                                         to every model of the group that has those options;
+                                         `{tuned: true}` = variant `tuned`: the best options of
+                                         the model's Optuna study (recbench/tuning.py), for
+                                         every model of the group with a `tuning.space`
     train                                train settings for this group only (epochs, ...)
     sweeps                               {name: partial block}: one-factor sweeps; each is
                                          merged over the group's own block and expanded alone
@@ -43,6 +46,9 @@ from recbench.report import variant_name
 EXTERNAL_PATH = Path(__file__).resolve().parents[1] / "config" / "external_models.yaml"
 GROUP_KEYS = {"description", "paper", "datasets", "models", "max_lens", "seeds", "overrides", "train",
               "sweeps"}
+
+
+TUNED = "tuned"     # the variant (and the option-set key) of a run with a study's best options
 
 
 class ConfigError(ValueError):
@@ -201,6 +207,8 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
         _check_train(settings, schema, f"train_by_dataset.{dataset}")
     for model, over in config["model_overrides"].items():
         check_model_options(model, over, f"config model_overrides.{model}", external)
+    # models that have a search space (checked by recbench.tuning.check_tuning) can be tuned
+    searchable = set(config.get("tuning", {}).get("space", {})) - set(external)
 
     runs: dict[str, dict[str, list[Run]]] = {}
     seen: dict[str, tuple[str, Run]] = {}
@@ -218,6 +226,9 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
             for model in block["models"]:
                 check_model_options(model, {}, f"config {where}.models", external)
             for over in block["overrides"]:   # each option set must fit some model of the block
+                if TUNED in over:
+                    _check_tuned(over, block["models"], searchable, f"{where}.overrides")
+                    continue
                 if not any(set(over) <= _fields(m, external) for m in block["models"]):
                     check_model_options(block["models"][0], over, f"config {where}.overrides",
                                         external)
@@ -226,7 +237,10 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
             variants = {}
             for model, (i, over) in itertools.product(block["models"],
                                                       enumerate(block["overrides"])):
-                if set(over) <= _fields(model, external):
+                if TUNED in over:                   # options known once the study has run
+                    if model in searchable:
+                        variants[model, i] = config["model_overrides"].get(model, {}), TUNED
+                elif set(over) <= _fields(model, external):
                     options = config["model_overrides"].get(model, {}) | over
                     check_model_options(model, options, f"config {where}.overrides", external)
                     variants[model, i] = options, variant_name(
@@ -259,6 +273,17 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
             raise ConfigError(f"config groups.{name}: expands to no run (do its overrides "
                               f"match options of its models {groups[name].get('models')}?)")
     return runs
+
+
+def _check_tuned(over: dict, models: list, searchable: set, where: str) -> None:
+    """`{tuned: true}` stands alone and needs a model of the block with a search space."""
+    if over != {TUNED: True}:
+        raise ConfigError(f"config {where}: the tuned variant is the option set {{{TUNED}: true}} "
+                          f"alone (its options are the study's best), got {over}")
+    if not searchable & set(models):
+        raise ConfigError(f"config {where}: {{{TUNED}: true}} asks for the tuned variant, but "
+                          f"none of the models {list(models)} has a search space (config "
+                          f"tuning.space; spaces for: {sorted(searchable)})")
 
 
 def _check_requires(run: Run, entry: dict, where: str) -> None:

@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from models import REGISTRY
 from recbench.experiments import (
+    TUNED,
     ConfigError,
     all_runs,
     expand_groups,
@@ -18,6 +19,7 @@ from recbench.experiments import (
 from recbench.parsers import DataError
 from recbench.profile_grid import expand_profile
 from recbench.registry import check_registry, load_registry
+from recbench.tuning import check_tuning, expand_studies
 
 validate(
     config, schema="../config/schema.yaml"
@@ -39,12 +41,14 @@ except DataError as err:
 try:
     # models made by a rule outside the engine (rules/external_*.smk), not in REGISTRY
     EXTERNAL = load_external_models(CONFIG_DIR / "external_models.yaml")
+    check_tuning(config, EXTERNAL)  # search spaces: options, ranges (rules/tune.smk)
     GROUPS = expand_groups(
         config,
         yaml.safe_load((CONFIG_DIR / "schema.yaml").read_text()),
         DATASETS,
         EXTERNAL,
     )
+    STUDIES = expand_studies(config, GROUPS)  # {(dataset, model): Study} of variant tuned
 except ConfigError as err:
     raise ValueError(str(err)) from None
 RUNS = all_runs(GROUPS)
@@ -93,6 +97,10 @@ def train_inputs(wildcards):
         "stats": rules.preprocess.output.stats.format(dataset=wildcards.dataset),
     }
     mode = run_of(wildcards).train.get("eval_mode", "full")
+    if wildcards.variant == TUNED:  # the study's best options (rules/tune.smk)
+        inputs["tuned"] = rules.tune.output.best.format(
+            dataset=wildcards.dataset, model=wildcards.model
+        )
     if mode != "full":
         inputs["negatives"] = rules.sample_negatives.output[0].format(
             dataset=wildcards.dataset, mode=mode

@@ -3,7 +3,8 @@
 Trains one run under the RecBole protocol and evaluates it by full ranking
 (recbench/engine.py): metrics.json, history.csv, per-user ranks. A rerun after a kill resumes
 from the checkpoint; a finished run is never retrained. With train.processes N > 1 the run is
-data-parallel: N ranks started with torchrun on this node (recbench/distributed.py).
+data-parallel: N ranks started with torchrun on this node (recbench/distributed.py). A run of
+variant `tuned` takes its options from its study's best.json (input `tuned`, rule tune).
 """
 import json
 import logging
@@ -15,13 +16,18 @@ import torch
 from recbench.distributed import launch
 from recbench.engine import train_and_evaluate, train_settings
 from recbench.rule_script import run_rule
+from recbench.tuning import tuned_run
 
 
 def main(dataset_dir: str, run_dir: str, wildcards, overrides: dict, train: dict,
-         threads: int) -> None:
+         threads: int, tuned: str | None = None) -> None:
+    hyperparameters = None
+    if tuned:
+        overrides, train, hyperparameters = tuned_run(tuned, overrides, train)
     run = dict(dataset_dir=dataset_dir, run_dir=run_dir, model_name=wildcards.model,
                overrides=overrides, train_cfg=train, max_len=int(wildcards.max_len),
-               seed=int(wildcards.seed), variant=wildcards.variant)
+               seed=int(wildcards.seed), variant=wildcards.variant,
+               hyperparameters=hyperparameters)
     processes = train_settings(train).processes
     if processes > 1:
         launch(processes, threads=threads, stream=sys.stderr, **run)
@@ -37,4 +43,4 @@ def main(dataset_dir: str, run_dir: str, wildcards, overrides: dict, train: dict
 run_rule(snakemake, lambda: main(str(Path(snakemake.input.stats).parent),
                                  str(Path(snakemake.output.metrics).parent), snakemake.wildcards,
                                  snakemake.params.overrides, snakemake.params.train,
-                                 snakemake.threads))
+                                 snakemake.threads, snakemake.input.get("tuned")))
