@@ -91,8 +91,11 @@ def test_table2_cells_marks_improv_and_significance(tree):
     assert table.marks.loc[ours, "SIGMA"] == "second"
     assert (table.marks.loc[ours].drop(["RecGRELA", "SIGMA"]) == "").all()
     assert (table.marks.loc[paper] == "").all()
-    # Improv.: 0.22 / 0.19 - 1 = 15.79% (ours) beside the printed 2.19%.
-    assert cell(table, ours, "Improv.") == "15.79%" and cell(table, paper, "Improv.") == "2.19%"
+    # Improv.: 0.22 / 0.19 - 1 = 15.79% over SIGMA (ours) beside the printed 2.19%, which is
+    # over RecBLR (0.1959 / 0.1917 - 1, the paper's best baseline of the row)
+    assert cell(table, ours, "Improv.") == "+15.79% vs SIGMA"
+    assert cell(table, paper, "Improv.") == "+2.19% vs RecBLR"
+    assert cell(table, ("ML-1M", "HR@5", "paper"), "Improv.") == "+1.68% vs SIGMA"
     # Runs that did not give a number say why.
     assert cell(table, ours, "LRURec") == "not run"
     assert cell(table, ours, "LinRec").startswith("OOM at L=200: CUDA out of memory.")
@@ -186,7 +189,7 @@ def test_paper_values_only_beside_the_same_variant_and_train_settings(tmp_path):
     table = main_table(runs, PAPER, max_len=200, metrics=["ndcg@10"],
                        variants={"linrec": "num_layers=1"})
     paper = table.cells.loc[("ML-1M", "NDCG@10", "paper")]
-    assert paper["RecGRELA"] == "0.1959" and paper["Improv."] == "2.19%"
+    assert paper["RecGRELA"] == "0.1959" and paper["Improv."] == "+2.19% vs RecBLR"
     for model in ("SIGMA", "LinRec (num_layers=1)", "RecBLR", "LRURec"):
         assert paper[model] == "n/a", model
     assert paper["EulerFormer"] == "0.1768"          # not run: the paper's number, nothing beside
@@ -223,7 +226,7 @@ def test_table2_keeps_every_variant_of_a_model(tmp_path):
     assert not any("num_layers=1" in c for c in table.cells.columns)
     assert list(table.cells.columns[-2:]) == ["RecGRELA", "Improv."]
     # the best baseline is the better of the two SASRec variants
-    assert ours["Improv."].startswith(f"{0.22 / 0.19 - 1:.2%}")
+    assert ours["Improv."] == f"{0.22 / 0.19 - 1:+.2%} vs SASRec (attention=sdpa)"
     rows = table.data[table.data.model == "sasrec"].set_index("variant")
     assert rows.loc["default", "ours_mean"] == pytest.approx(0.15)
     assert rows.loc["attention=sdpa", "ours_mean"] == pytest.approx(0.19)
@@ -240,6 +243,9 @@ def test_nothing_run_still_renders_the_paper_layout():
         "ML-1M", "ML-20M", "ML-32M", "LFM-1B", "Netflix"]
     assert (table.cells.xs("ours", level="source").drop(columns="Improv.") == "not run").all().all()
     assert cell(table, ("Netflix", "HR@10", "paper"), "RecGRELA") == "0.1386"
+    assert cell(table, ("Netflix", "HR@10", "paper"), "Improv.") == "+1.32% vs LinRec"
+    every = main_table([], PAPER, max_len=200, metrics=["mrr@10"])      # a tie in the paper
+    assert cell(every, ("Netflix", "MRR@10", "paper"), "Improv.") == "+4.98% vs LinRec / SIGMA"
     assert "**" not in to_markdown(table)
 
 
