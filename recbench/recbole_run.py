@@ -275,7 +275,7 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
     try:
         model_class = spec.get("recbole_model")      # a RecBole built-in, by name
         if "reference_model" in spec:                  # the authors' class, from the checkout
-            from recbench.reference import reference_class, reference_options
+            from recbench.reference import COMMIT, reference_class, reference_options
 
             model_class = reference_class(spec["reference_model"], checkout)
             config_dict = reference_options(checkout, spec["reference_model"]) | config_dict
@@ -343,12 +343,16 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
                                                   for h in history])) if history else 0.0,
         "n_valid_users": len(valid_ranks), "n_test_users": len(test_ranks),
         "peak_memory_mb": peak[0], "peak_memory_kind": peak[1],
-        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        # real numbers: a complex parameter (the authors' LRURec) counts twice
+        "n_params": sum(p.numel() * (2 if p.is_complex() else 1)
+                        for p in model.parameters() if p.requires_grad),
         "device": str(device) if device.type != "cuda"
         else f"{device} ({torch.cuda.get_device_name(device)})",
         "threads": torch.get_num_threads(), "framework": f"RecBole {recbole.__version__}",
         "anomaly_detection_switched_off": anomaly,
-        "recbole_model": spec.get("reference_model", spec.get("recbole_model")), "torch": torch.__version__,
+        "recbole_model": spec.get("reference_model", spec.get("recbole_model")),
+        **({"reference_commit": COMMIT} if "reference_model" in spec else {}),
+        "torch": torch.__version__,
         "numpy": np.__version__, "python": platform.python_version(),
         "git_commit": _git_commit(),
         "config": {"model": settings["model"], "spec": spec, "train": train,

@@ -1,5 +1,7 @@
 """A baseline as a rule (rules/external_recbole.smk): RecBole 1.2.1's own SASRec and GRU4Rec in
-their own pinned environment, on the suite's processed data, in the results contract.
+their own pinned environment, on the suite's processed data, in the results contract; and the
+authors' RecGRELA (reference-recgrela: their model file, trained by RecBole) beside ours in the
+fidelity table.
 
 The last test builds that environment (.venvs/recbole, git-ignored, reused while
 envs/recbole-requirements.txt is unchanged: about 1.5 min the first time) through the workflow's
@@ -22,6 +24,7 @@ import pytest
 import yaml
 
 from models import REGISTRY
+from recbench import reference
 from recbench.experiments import ConfigError, expand_groups, group_runs, load_external_models
 from recbench.parsers import read_interactions
 from recbench.protocol import InterFilter, build_sequences
@@ -164,14 +167,18 @@ def test_catalogue_names_never_shadow_registered_models(tmp_path):
 TINY = yaml.safe_load((ROOT / "tests" / "workflow" / "tiny.yaml").read_text())
 CONFIG = {
     "datasets": ["tiny"], "dataset_registry": TINY["dataset_registry"],
-    "models": ["recgrela"], "model_overrides": {"recgrela": {"num_layers": 1}},
+    "models": ["recgrela"], "model_overrides": {},
     "external_models": ["recbole-sasrec", "recbole-gru4rec"],
     "max_lens": [20], "seeds": [1], "train_by_dataset": {},
     "train": {"epochs": 1, "stopping_step": 1, "batch_size": 128, "eval_batch_size": 256,
               "device": "cpu"},
-    "run_groups": ["main"], "groups": {"main": {"paper": "table2"}},
+    "run_groups": ["main", "fidelity"],
+    "groups": {"main": {"paper": "table2"},
+               "fidelity": {"models": ["recgrela", "reference-recgrela"]}},
+    "profile": {"run_studies": []},
 }
-TARGETS = ["reports/tables/main.md", "reports/tables/runs.md"]
+TARGETS = ["reports/tables/main.md", "reports/tables/runs.md", "reports/tables/fidelity.md"]
+CHECKOUT = reference.find_checkout()
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +196,8 @@ def workflow_run(tmp_path_factory):
     (workdir / ".venvs").symlink_to(ROOT / ".venvs")
     (workdir / "recbole.yaml").write_text(yaml.safe_dump(CONFIG))
     env = {k: v for k, v in os.environ.items() if k != "RECBENCH_DATA_MIRROR"}
+    assert CHECKOUT is not None, f"no reference checkout in {reference.candidates()}"
+    env["RECGRELA_REFERENCE"] = str(CHECKOUT)      # rule reference_code copies and checks it
     done = subprocess.run([sys.executable, "-m", "snakemake", *TARGETS, "--cores", "2",
                            "--configfile", "recbole.yaml"], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=1200)
@@ -199,7 +208,8 @@ def workflow_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("model,recbole_model", [("recbole-sasrec", "SASRec"),
-                                                 ("recbole-gru4rec", "GRU4Rec")])
+                                                 ("recbole-gru4rec", "GRU4Rec"),
+                                                 ("reference-recgrela", "RecGRELA")])
 def test_rule_writes_the_contract_in_its_own_environment(workflow_run, model, recbole_model):
     run_dir = workflow_run / f"results/tiny/{model}/default/L20/seed1"
     run = check_run_dir(run_dir)                                  # the contract holds
@@ -214,7 +224,7 @@ def test_rule_writes_the_contract_in_its_own_environment(workflow_run, model, re
     for metric, value in run["recbole_test"].items():
         assert run["test"][metric] == pytest.approx(value, abs=5.1e-5), metric
     # the same users as the suite's own run: RecBole filtered nothing, split the same way
-    ours = pd.read_parquet(workflow_run / "results/tiny/recgrela/num_layers=1/L20/seed1/"
+    ours = pd.read_parquet(workflow_run / "results/tiny/recgrela/default/L20/seed1/"
                            "test_ranks.parquet")
     theirs = pd.read_parquet(run_dir / "test_ranks.parquet")
     assert sorted(theirs.user_id) == sorted(ours.user_id) and len(theirs) == 60
@@ -229,3 +239,16 @@ def test_external_runs_join_the_tables_and_the_paired_test(workflow_run):
     assert "recbole-sasrec" in runs and "recbole-gru4rec" in runs
     assert (workflow_run / "logs/recbole_env.log").exists() or \
         (ROOT / ".venvs/recbole/installed").exists()
+
+
+def test_the_authors_recgrela_trains_from_the_checked_copy_beside_ours(workflow_run):
+    run = check_run_dir(workflow_run / "results/tiny/reference-recgrela/default/L20/seed1")
+    assert run["reference_commit"] == reference.COMMIT
+    # the reference config's model options, not RecBole's defaults: 4 GRELA blocks of 64
+    options = run["config"]["recbole"]
+    assert (options["num_layers"], options["hidden_size"], options["drop_path"]) == (4, 64, 0.1)
+    assert (workflow_run / "resources/RecGRELA/.verified").read_text().strip() == \
+        reference.COMMIT
+    fidelity = (workflow_run / "reports/tables/fidelity.md").read_text()
+    row = next(line for line in fidelity.splitlines() if "| RecGRELA | NDCG@10 |" in line)
+    assert "(n=1)" in row.split("|")[5] and "(n=1)" in row.split("|")[6]   # ours, authors'
