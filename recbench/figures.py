@@ -267,7 +267,8 @@ def bars_figure(group: pd.DataFrame, png, svg, *, title: str,
         ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"test {display_name(metric)}")
         ax.grid(axis="y", alpha=0.3)
-    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside upper right", ncol=2,
+    # below the panels: at the top it would sit over the title
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncol=2,
                fontsize=8)
     fig.suptitle(title, fontsize=10)
     save(fig, png, svg)

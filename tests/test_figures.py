@@ -296,3 +296,20 @@ def test_scaling_figure_separates_batch_sizes(tmp_path, drawn):
         assert list(line.get_xdata()) == [50, 200, 800]
     styles = {line.get_label().split(" (slope")[0]: line.get_linestyle() for line in lines}
     assert styles["RecGRELA, batch 32"] != styles["RecGRELA, batch 64"]
+
+
+def overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_bars_legend_does_not_sit_over_the_title(tmp_path, drawn):
+    figures.bars_figure(group_csv(True), tmp_path / "f.png", tmp_path / "f.svg",
+                        title="Fig. 4: RecGRELA's core components on ML-1M, a long title")
+    fig = drawn[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig.get_suptitle() and fig._suptitle.get_window_extent(renderer)
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert not overlap(title, legend)
+    for ax in fig.axes:                          # nor over a panel
+        assert not overlap(ax.get_window_extent(renderer), legend)
