@@ -257,7 +257,7 @@ def bars_figure(group: pd.DataFrame, png, svg, *, title: str,
                capsize=3, label="ours (mean ± std over seeds; n=1: one seed, no bar)")
         _say_single_seeds(ax, xs - 0.2, part["ours_mean"] + part["ours_std"].fillna(0),
                           _single_seed(part))
-        ax.bar(xs + 0.2, part["paper"], 0.4, color=PAPER_COLOUR, hatch="//",
+        ax.bar(xs + 0.2, part["paper"].astype(float), 0.4, color=PAPER_COLOUR, hatch="//",
                label="paper (arXiv 2506.13315v2)")
         for x, (ours, theirs) in enumerate(zip(part["ours_mean"], part["paper"])):
             if not (ours == ours):

@@ -455,8 +455,10 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
     frame = runs_frame(runs)
     frame = frame[(frame.dataset == dataset) & (frame.model == model)]
     frame = frame[frame.max_len == max_len] if by == "variant" else frame[frame.variant == variant]
-    theirs = paper[(paper.block == block) & (paper.dataset == dataset) & (paper.model == model)]
-    labels = dict(zip(theirs[by].tolist(), theirs["label"].tolist()))
+    named = paper[(paper.block == block) & (paper.model == model)]
+    theirs = named[named.dataset == dataset]
+    # the paper's names of its rows ("w/o RoPE") on any dataset; its numbers on its own only
+    labels = dict(zip(named[by].tolist(), named["label"].tolist()))
     if rows is None:
         rows = list(dict.fromkeys(theirs[by].tolist()))
         rows += sorted(set(frame[by]) - set(rows))
