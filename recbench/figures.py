@@ -238,13 +238,40 @@ def cost_accuracy_figure(main: pd.DataFrame, cells: pd.DataFrame, paper: pd.Data
 
 # --- accuracy: ablation bars, sensitivity lines, accuracy against max_len, training curves --
 
+def _variant_names(labels, variants, defaults: dict | None) -> list[str]:
+    """A bar's name: the paper's label where it is a name ("w/o RoPE"; Table 3's "#Layers"
+    numbers are not), else the variant; `default` spelled out with the model's value of the
+    one option the others vary ("num_layers=4 (default)", from `defaults`, the model's
+    Config)."""
+    varied = {part.partition("=")[0] for v in variants if v != "default"
+              for part in str(v).split("+")}
+    option = next(iter(varied)) if len(varied) == 1 else None
+
+    def is_name(label) -> bool:
+        if not isinstance(label, str) or not label:
+            return False
+        try:
+            float(label)
+        except ValueError:
+            return True
+        return False
+
+    def name(label, variant) -> str:
+        if is_name(label):
+            return label
+        if variant == "default" and option in (defaults or {}):
+            return f"{option}={defaults[option]} (default)"
+        return str(variant)
+    return [name(lab, var) for lab, var in zip(labels, variants)]
+
+
 def bars_figure(group: pd.DataFrame, png, svg, *, title: str,
-                metrics: tuple = ("ndcg@10", "mrr@10")) -> None:
-    """Fig. 4 / Fig. 5: one bar group per variant (the paper's label where it has one), ours
-    (mean ± std over seeds) beside the paper's (hatched, grey), one panel per metric."""
+                metrics: tuple = ("ndcg@10", "mrr@10"), defaults: dict | None = None) -> None:
+    """Fig. 4 / Fig. 5 / Table 3: one bar group per variant (the paper's name where it has one;
+    `defaults`, the model's Config defaults, spell out the default variant), ours (mean ± std
+    over seeds) beside the paper's (hatched, grey), one panel per metric."""
     data = group[group["metric"].isin(metrics)].copy()
-    data["name"] = [lab if isinstance(lab, str) and lab else var
-                    for lab, var in zip(data["label"], data["variant"])]
+    data["name"] = _variant_names(data["label"], data["variant"], defaults)
     names = list(dict.fromkeys(data["name"]))
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(6, 1.3 * len(names)) * len(metrics)
                                                        / 1.6, 4.2), squeeze=False,

@@ -5,15 +5,16 @@ one panel per sweep; `accuracy_length` (beyond the paper): NDCG@10 against max_l
 """
 import pandas as pd
 
-from recbench.experiments import model_defaults
+from recbench.experiments import load_external_models, model_defaults
 from recbench.figures import accuracy_length_figure, bars_figure, sensitivity_figure
 from recbench.rule_script import run_rule
 
 
 def main(table: str, kind: str, description: str, out) -> None:
     frame = pd.read_csv(table)
-    if kind == "bars":
-        bars_figure(frame, out.png, out.svg, title=description)
+    if kind == "bars":     # the default variant named with the model's own value
+        bars_figure(frame, out.png, out.svg, title=description,
+                    defaults=model_defaults(frame["model"].iat[0], load_external_models()))
     elif kind == "sensitivity":
         defaults = model_defaults(frame["model"].iat[0])
         sensitivity_figure(frame, defaults, out.png, out.svg, title=description)

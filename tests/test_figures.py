@@ -335,3 +335,24 @@ def test_ablation_axis_uses_the_papers_names_on_any_dataset(tmp_path, drawn):
     assert ticks == [expected[v] for v in variants]
     assert ticks[1] == "w/o RoPE"
     assert table.data["paper"].isna().all()                   # no paper number on synthetic
+
+
+def test_layers_figure_spells_out_the_default(tmp_path, drawn):
+    from recbench.experiments import model_defaults
+    from recbench.report import paper_numbers
+    from recbench.tables import layers_table
+
+    paper = paper_numbers(figures.Path(__file__).resolve().parents[1] / "reports"
+                          / "paper_numbers.yaml")
+    runs = [{"dataset": "ml-1m", "model": "recgrela", "variant": v, "max_len": 200,
+             "seed": 1, "status": "ok", "test": {"ndcg@10": 0.1, "mrr@10": 0.05}}
+            for v in ("num_layers=1", "num_layers=2", "default")]
+    group = layers_table(runs, paper).data
+    defaults = model_defaults("recgrela")
+    figures.bars_figure(group, tmp_path / "l.png", tmp_path / "l.svg", title="Table 3",
+                        defaults=defaults)
+    ticks = [t.get_text() for t in drawn[0].axes[0].get_xticklabels()]
+    assert ticks == ["num_layers=1", "num_layers=2", "num_layers=3",
+                     f"num_layers={defaults['num_layers']} (default)", "num_layers=5",
+                     "num_layers=6"]
+    assert defaults["num_layers"] == 4                       # the reference configuration
