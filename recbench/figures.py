@@ -31,6 +31,7 @@ VARIANT_LINESTYLES = ["-", ":", "-."]   # a model's 1st, 2nd, 3rd option set ([r
 BATCH_LINESTYLES = [(0, (6, 2, 1, 2, 1, 2)), (0, (1, 3))]   # the 2nd, 3rd batch size of a figure
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "8"]
 PAPER_COLOUR = "0.55"
+NOT_TRAINED = {"popularity"}    # not learned (training counts items): no training curve
 
 
 def model_style(model: str) -> dict:
@@ -357,7 +358,9 @@ def accuracy_length_figure(group: pd.DataFrame, png, svg, *, metric: str = "ndcg
 def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg, *,
                            metric: str = "valid_ndcg@10") -> None:
     """Validation NDCG@10 per epoch of each run (one panel per dataset, one colour per model,
-    one line per seed)."""
+    one line per seed). Models that are not trained (NOT_TRAINED: the popularity baseline,
+    counted once) have no curve and are left out."""
+    histories = [(run, h) for run, h in histories if run["model"] not in NOT_TRAINED]
     datasets = list(dict.fromkeys(run["dataset"] for run, _ in histories))
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4),
                              squeeze=False,

@@ -356,3 +356,19 @@ def test_layers_figure_spells_out_the_default(tmp_path, drawn):
                      f"num_layers={defaults['num_layers']} (default)", "num_layers=5",
                      "num_layers=6"]
     assert defaults["num_layers"] == 4                       # the reference configuration
+
+
+def curves_runs(models=("recgrela", "popularity"), epochs=2):
+    return [({"dataset": "ml-1m", "model": m, "variant": "default", "seed": s},
+             pd.DataFrame({"epoch": range(1 if m == "popularity" else epochs),
+                           "valid_ndcg@10": [0.1 + 0.01 * e for e in
+                                             range(1 if m == "popularity" else epochs)]}))
+            for m in models for s in (1, 2)]
+
+
+def test_training_curves_leave_out_the_popularity_baseline(tmp_path, drawn):
+    figures.training_curves_figure(curves_runs(), tmp_path / "c.png", tmp_path / "c.svg")
+    ax = drawn[0].axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["RecGRELA"]
+    assert len(ax.get_lines()) == 2                      # RecGRELA's two seeds, nothing else
