@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
 from recbench.cost import loglog_slope, memory_claim, TAIL  # noqa: E402
@@ -66,6 +67,31 @@ def _say_single_seeds(ax, xs, ys, single) -> None:
         if y == y:
             ax.annotate("n=1", (x, y), xytext=(0, 3), textcoords="offset points",
                         ha="center", va="bottom", fontsize=6)
+
+
+def _plain(value: float) -> str:
+    """A tick as a plain number: 50, 3200, 0.25 (not 2^6 or 10^2)."""
+    return str(int(value)) if value >= 1 and value == int(value) else f"{value:g}"
+
+
+class _PlainLogFormatter(ticker.LogFormatter):
+    """matplotlib's choice of which log ticks to label, written as plain numbers."""
+
+    def __call__(self, x, pos=None):
+        return _plain(x) if super().__call__(x, pos) else ""
+
+
+def _plain_log_ticks(ax, xs=None) -> None:
+    """Readable log axes: x ticks at the measured values `xs` (max_len 50, 200, 800, 3200), a
+    log y axis in plain numbers (100, 1000; 0.1, 1)."""
+    if xs is not None:
+        ax.xaxis.set_major_locator(ticker.FixedLocator(sorted(set(np.asarray(xs, float)))))
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _plain(v)))
+    if ax.get_yscale() == "log":
+        ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False,
+                                                        minor_thresholds=(2, 0.5)))
 
 
 def _footer(fig, text: str) -> None:
@@ -135,6 +161,7 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
         if loglog:
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
+            _plain_log_ticks(ax, data[x].dropna())
         ax.set_xlabel({"max_len": "max_len (items per sequence)", "num_layers": "blocks",
                        "num_heads": "attention heads"}.get(x, x))
         ax.set_ylabel(unit)
@@ -346,6 +373,7 @@ def accuracy_length_figure(group: pd.DataFrame, png, svg, *, metric: str = "ndcg
                         label=display_name(model))
             _say_single_seeds(ax, part["max_len"], part["ours_mean"], _single_seed(part))
         ax.set_xscale("log", base=2)
+        _plain_log_ticks(ax, data.loc[data["dataset"] == dataset, "max_len"])
         ax.set_xlabel("max_len (items per sequence)")
         ax.set_ylabel(f"test {display_name(metric)} (ours)")
         ax.set_title(display_name(dataset))

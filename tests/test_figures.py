@@ -372,3 +372,25 @@ def test_training_curves_leave_out_the_popularity_baseline(tmp_path, drawn):
     labels = ax.get_legend_handles_labels()[1]
     assert labels == ["RecGRELA"]
     assert len(ax.get_lines()) == 2                      # RecGRELA's two seeds, nothing else
+
+
+def tick_texts(ax, axis="x") -> list[str]:
+    labels = ax.get_xticklabels() if axis == "x" else ax.get_yticklabels()
+    minor = ax.get_xticklabels(minor=True) if axis == "x" else ax.get_yticklabels(minor=True)
+    return [t.get_text() for t in labels + minor if t.get_text()]
+
+
+def test_log_axes_have_plain_number_ticks(cells, tmp_path, drawn):
+    figures.scaling_figure(cells, tmp_path / "s.png", tmp_path / "s.svg", title="length")
+    sweep = pd.DataFrame([{"dataset": "ml-1m", "model": "sasrec", "max_len": L,
+                           "metric": "ndcg@10", "ours_mean": 0.1, "ours_std": 0.01}
+                          for L in (50, 200, 800, 3200)])
+    figures.accuracy_length_figure(sweep, tmp_path / "a.png", tmp_path / "a.svg")
+    for fig in drawn:
+        fig.canvas.draw()
+    axes = drawn[0].axes[:2] + drawn[1].axes[:1]
+    for ax in axes:
+        assert tick_texts(ax, "x") == ["50", "200", "800", "3200"]     # the measured lengths
+    for ax in drawn[0].axes[:2]:                                       # memory, time: log y
+        shown = tick_texts(ax, "y")
+        assert shown and all(float(t) > 0 for t in shown), shown       # 100, 0.01, ...
