@@ -404,6 +404,7 @@ def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg,
             ax.plot(history["epoch"] + 1, history[metric], color=style["color"],
                     marker=style["marker"], ms=3, alpha=0.8, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))    # epochs are whole
         ax.set_ylabel(metric.replace("valid_", "validation ").replace("ndcg", "NDCG"))
         ax.set_title(display_name(dataset))
         ax.grid(alpha=0.3)
@@ -411,3 +412,68 @@ def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg,
     fig.suptitle("Training curves: validation metric per epoch (each line one seed)",
                  fontsize=10)
     save(fig, png, svg)
+
+
+# --- fidelity: ours beside the authors' code ----------------------------------------------
+
+def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -> None:
+    """reports/tables/fidelity.csv drawn: per model, our memory and step time as a ratio to the
+    authors' code at each max_len (the band = within `tolerance`), and test NDCG@10 of both
+    (mean ± std over seeds) where both were trained."""
+    cost = table[table["memory_ratio"].notna()] if "memory_ratio" in table else table.iloc[:0]
+    accuracy = table[table["metric"] == "ndcg@10"] if "metric" in table else table.iloc[:0]
+    panels = [p for p, part in [("memory", cost), ("time", cost), ("accuracy", accuracy)]
+              if len(part)]
+    if not panels:
+        raise ValueError("fidelity_figure: the table has neither cost nor accuracy rows")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False,
+                             layout="constrained")
+    for ax, panel in zip(axes[0], panels):
+        if panel == "accuracy":
+            _fidelity_accuracy(ax, accuracy)
+            continue
+        ratio = (cost["memory_ratio"] + 1 if panel == "memory"
+                 else cost["seconds_per_step_ours"] / cost["seconds_per_step_authors"])
+        models = [m for m in MODEL_ORDER if m in set(cost["model"])]
+        lengths = sorted(cost["max_len"].unique())
+        width = 0.8 / len(lengths)
+        for i, L in enumerate(lengths):
+            part = cost.assign(ratio=ratio)[cost["max_len"] == L].set_index("model")
+            part = part.reindex(models)
+            xs = np.arange(len(models)) + (i - (len(lengths) - 1) / 2) * width
+            ax.bar(xs, part["ratio"], width, label=f"max_len {L}",
+                   color=sns.color_palette("Blues", len(lengths) + 1)[i + 1])
+        ax.axhline(1, color="0.2", lw=0.8)
+        if panel == "memory":
+            ax.axhspan(1 - tolerance, 1 + tolerance, color="0.85", zorder=0,
+                       label=f"within {tolerance:.0%}")
+        ax.set_xticks(np.arange(len(models)), [display_name(m) for m in models], rotation=30,
+                      ha="right", fontsize=8)
+        ax.set_ylabel(f"ours / authors' code: {'training memory' if panel == 'memory' else 's per step'}")
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Ours beside the authors' code (TBI805/RecGRELA)", fontsize=10)
+    save(fig, png, svg)
+
+
+def _fidelity_accuracy(ax, accuracy: pd.DataFrame) -> None:
+    models = [m for m in MODEL_ORDER if m in set(accuracy["model"])]
+    part = accuracy.groupby("model").first().reindex(models)
+    xs = np.arange(len(models))
+    for offset, side, label, hatch in [(-0.2, "ours", "ours", None),
+                                       (0.2, "authors", "authors' code", "//")]:
+        colours = [model_style(m)["color"] for m in models]
+        ax.bar(xs + offset, part[f"{side}_mean"], 0.4, yerr=part[f"{side}_std"].astype(float),
+               color=colours, hatch=hatch, alpha=1 if hatch is None else 0.55, capsize=3,
+               label=label)
+        _say_single_seeds(ax, xs + offset, part[f"{side}_mean"] + part[f"{side}_std"].fillna(0),
+                          (part[f"{side}_n"] == 1).to_numpy())
+    for x, verdict, p in zip(xs, part.get("verdict", []), part.get("p_value", [])):
+        if isinstance(verdict, str):
+            ax.annotate(f"{verdict}\np={p:.2g}", (x, 0), xytext=(0, 2),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=6)
+    dataset = ", ".join(display_name(d) for d in accuracy["dataset"].unique())
+    ax.set_xticks(xs, [display_name(m) for m in models], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"test NDCG@10 ({dataset}; mean ± std over seeds)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")

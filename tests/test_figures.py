@@ -394,3 +394,14 @@ def test_log_axes_have_plain_number_ticks(cells, tmp_path, drawn):
     for ax in drawn[0].axes[:2]:                                       # memory, time: log y
         shown = tick_texts(ax, "y")
         assert shown and all(float(t) > 0 for t in shown), shown       # 100, 0.01, ...
+
+
+def test_epoch_axes_have_integer_ticks(tmp_path, drawn):
+    figures.training_curves_figure(curves_runs(("recgrela",), epochs=2), tmp_path / "c.png",
+                                   tmp_path / "c.svg")
+    fig = drawn[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert shown and all(float(t).is_integer() for t in shown), shown   # 1, 2; not 1.25
