@@ -208,7 +208,8 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
     for model, over in config["model_overrides"].items():
         check_model_options(model, over, f"config model_overrides.{model}", external)
     # models that have a search space (checked by recbench.tuning.check_tuning) can be tuned
-    searchable = set(config.get("tuning", {}).get("space", {})) - set(external)
+    searchable = {model for model, space in config.get("tuning", {}).get("space", {}).items()
+                  if space is not None} - set(external)
 
     runs: dict[str, dict[str, list[Run]]] = {}
     seen: dict[str, tuple[str, Run]] = {}

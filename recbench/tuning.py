@@ -28,7 +28,8 @@ Budget: exactly `trials` trials COMPLETE or PRUNED, with any number of workers.
   "surplus" before any option is sampled, and its worker stops;
 - a killed worker leaves its trial RUNNING (a journal has no heartbeat). The rerun of the same
   worker index marks it FAIL before it starts (Snakemake never runs one job twice at once), and
-  any worker marks FAIL the RUNNING trials of indices no longer configured. FAIL trials are never
+  any worker marks FAIL the RUNNING trials of indices no longer configured, or without a worker
+  index after UNOWNED_S seconds (killed before the trial's first step). FAIL trials are never
   counted, so their slot is spent again; every finished trial is in the journal already.
 A rerun of a finished study's workers has nothing to do. The sampler is seeded from (seed,
 worker, trials in the study when the worker starts): one worker on a fresh study gives the same
@@ -100,9 +101,17 @@ class Study:
 
 # --- config checks (rules/common.smk, at parse time) --------------------------------------
 
+def search_spaces(config: dict) -> dict:
+    """config `tuning.space` without its nulls: a config file merged over config/config.yaml
+    (Snakemake merges nested keys) removes an option, or a model's space, by setting it null."""
+    return {model: {k: v for k, v in space.items() if v is not None}
+            for model, space in config.get("tuning", {}).get("space", {}).items()
+            if space is not None}
+
+
 def check_tuning(config: dict, external=()) -> None:
     """Every search space of config `tuning.space`; a mistake raises ConfigError naming its key."""
-    for model, space in config.get("tuning", {}).get("space", {}).items():
+    for model, space in search_spaces(config).items():
         check_space(model, space, external)
 
 
@@ -191,7 +200,7 @@ def expand_studies(config: dict, groups: dict) -> dict[tuple[str, str], Study]:
         studies[dataset, model] = Study(
             dataset=dataset, model=model, max_len=int(tuning["max_len"] or config["max_lens"][0]),
             seed=int(tuning["seed"]), trials=int(tuning["trials"]),
-            workers=int(tuning["workers"]), space=tuning["space"][model],
+            workers=int(tuning["workers"]), space=search_spaces(config)[model],
             overrides=dict(config["model_overrides"].get(model, {})), train=train,
             sampler_startup_trials=int(tuning["sampler_startup_trials"]),
             pruner_startup_trials=int(tuning["pruner_startup_trials"]),

@@ -48,7 +48,8 @@ try:
         DATASETS,
         EXTERNAL,
     )
-    STUDIES = expand_studies(config, GROUPS)  # {(dataset, model): Study} of variant tuned
+    # {(dataset, model): Study}: the hyperparameter searches of variant tuned (rules/tune.smk)
+    STUDIES = expand_studies(config, GROUPS)
 except ConfigError as err:
     raise ValueError(str(err)) from None
 RUNS = all_runs(GROUPS)
@@ -171,6 +172,49 @@ def group_layout(wildcards):
             for section, runs in GROUPS[wildcards.group].items()
         },
     }
+
+
+def study_of(wildcards):
+    """The study behind a tune job's wildcards, as the rule's params (a dict)."""
+    key = (wildcards.dataset, wildcards.model)
+    if key not in STUDIES:
+        raise ValueError(
+            f"results/tuning/{key[0]}/{key[1]} is not a study of the configured groups "
+            "(a group asks for it with overrides [{tuned: true}])"
+        )
+    return STUDIES[key].as_dict()
+
+
+def study_workers(wildcards):
+    study = STUDIES[wildcards.dataset, wildcards.model]
+    return expand(
+        rules.tune_worker.output[0],
+        dataset=study.dataset,
+        model=study.model,
+        worker=range(study.workers),
+    )
+
+
+def study_inputs(wildcards):
+    """The processed dataset, and its negatives when the trials rank sampled candidates."""
+    mode = STUDIES[wildcards.dataset, wildcards.model].train.get("eval_mode", "full")
+    inputs = {
+        "sequences": rules.preprocess.output.sequences,
+        "stats": rules.preprocess.output.stats,
+    }
+    if mode != "full":
+        inputs["negatives"] = rules.sample_negatives.output[0].replace("{mode}", mode)
+    return {k: v.format(dataset=wildcards.dataset) for k, v in inputs.items()}
+
+
+def tuning_outputs():
+    """The tuning table and every study's plots (none without a tuned variant)."""
+    if not STUDIES:
+        return []
+    pairs = {"dataset": [s.dataset for s in STUDIES.values()]}
+    pairs["model"] = [s.model for s in STUDIES.values()]
+    plots = rules.tune.output.history, rules.tune.output.importances
+    return [rules.tuning_table.output.md] + expand(plots, zip, **pairs)
 
 
 def profile_of(wildcards):
