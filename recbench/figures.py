@@ -24,10 +24,12 @@ from recbench.cost import loglog_slope, memory_claim, TAIL  # noqa: E402
 from recbench.io import atomic_path  # noqa: E402
 from recbench.tables import display_name  # noqa: E402
 
-# The fixed order that assigns colours and markers: the paper's models, then the others.
-MODEL_ORDER = ["recgrela", "linrec", "lrurec", "mamba4rec", "echomamba4rec", "eulerformer",
-               "recblr", "sigma", "sasrec", "bert4rec", "gru4rec", "popularity",
-               "recbole-sasrec", "recbole-gru4rec"]
+# The fixed order that assigns colours and markers: the paper's models (each followed by its
+# authors' code run by RecBole, reference-<model>), then the others.
+MODEL_ORDER = ["recgrela", "reference-recgrela", "linrec", "reference-linrec", "lrurec",
+               "reference-lrurec", "mamba4rec", "echomamba4rec", "eulerformer",
+               "reference-eulerformer", "recblr", "reference-recblr", "sigma", "sasrec",
+               "bert4rec", "gru4rec", "popularity", "recbole-sasrec", "recbole-gru4rec"]
 VARIANT_LINESTYLES = ["-", ":", "-."]   # a model's 1st, 2nd, 3rd option set ([recompute]: "--")
 BATCH_LINESTYLES = [(0, (6, 2, 1, 2, 1, 2)), (0, (1, 3))]   # the 2nd, 3rd batch size of a figure
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "8"]
@@ -38,7 +40,8 @@ NOT_TRAINED = {"popularity"}    # not learned (training counts items): no traini
 def model_style(model: str) -> dict:
     """{'color', 'marker'} of a model, the same in every figure; models outside MODEL_ORDER
     get a colour and marker from their name (stable across runs and figures)."""
-    colours = sns.color_palette("tab10") + sns.color_palette("Dark2")
+    colours = (sns.color_palette("tab10") + sns.color_palette("Dark2")
+               + sns.color_palette("Set1"))          # 27: one each for MODEL_ORDER, and spares
     if model in MODEL_ORDER:
         i = MODEL_ORDER.index(model)
     else:
@@ -449,9 +452,11 @@ def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -
                        label=f"within {tolerance:.0%}")
         ax.set_xticks(np.arange(len(models)), [display_name(m) for m in models], rotation=30,
                       ha="right", fontsize=8)
-        ax.set_ylabel(f"ours / authors' code: {'training memory' if panel == 'memory' else 's per step'}")
+        ax.set_title(f"{'training memory' if panel == 'memory' else 'seconds per step'}: "
+                     "ours / authors'", fontsize=9)
+        ax.set_ylabel("ratio (1 = the same)")
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4)
     fig.suptitle("Ours beside the authors' code (TBI805/RecGRELA)", fontsize=10)
     save(fig, png, svg)
 
@@ -468,12 +473,15 @@ def _fidelity_accuracy(ax, accuracy: pd.DataFrame) -> None:
                label=label)
         _say_single_seeds(ax, xs + offset, part[f"{side}_mean"] + part[f"{side}_std"].fillna(0),
                           (part[f"{side}_n"] == 1).to_numpy())
-    for x, verdict, p in zip(xs, part.get("verdict", []), part.get("p_value", [])):
-        if isinstance(verdict, str):
-            ax.annotate(f"{verdict}\np={p:.2g}", (x, 0), xytext=(0, 2),
-                        textcoords="offset points", ha="center", va="bottom", fontsize=6)
+    top = (part[["ours_mean", "authors_mean"]].to_numpy(float)
+           + part[["ours_std", "authors_std"]].fillna(0).to_numpy(float)).max(axis=1)
+    for x, y, verdict, p in zip(xs, top, part.get("verdict", []), part.get("p_value", [])):
+        if isinstance(verdict, str):       # the paired test over users, above the pair
+            ax.annotate(f"{verdict} (p={p:.2g})", (x, y), xytext=(0, 10),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=7)
+    ax.margins(y=0.2)
     dataset = ", ".join(display_name(d) for d in accuracy["dataset"].unique())
     ax.set_xticks(xs, [display_name(m) for m in models], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"test NDCG@10 ({dataset}; mean ± std over seeds)")
+    ax.set_title(f"test NDCG@10, {dataset} (mean ± std over seeds)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=2)

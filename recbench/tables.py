@@ -43,6 +43,11 @@ TITLES = {"hit@5": "HR@5", "ndcg@5": "NDCG@5", "mrr@5": "MRR@5", "hit@10": "HR@1
           "sigma": "SIGMA", "recgrela": "RecGRELA", "sasrec": "SASRec", "gru4rec": "GRU4Rec",
           "bert4rec": "BERT4Rec", "popularity": "Pop",
           "recbole-sasrec": "SASRec (RecBole)", "recbole-gru4rec": "GRU4Rec (RecBole)",
+          "reference-recgrela": "RecGRELA (authors' code)",
+          "reference-linrec": "LinRec (authors' code)",
+          "reference-lrurec": "LRURec (authors' code)",
+          "reference-eulerformer": "EulerFormer (authors' code)",
+          "reference-recblr": "RecBLR (authors' code)",
           "ml-1m": "ML-1M", "ml-20m": "ML-20M", "ml-32m": "ML-32M", "lfm-1b": "LFM-1B",
           "netflix": "Netflix", "ml-100k": "ML-100K"}
 FORMATS = {"seconds_per_epoch": "{:.2f}", "gpu_memory_gb": "{:.2f}"}   # else 4 decimals

@@ -405,3 +405,17 @@ def test_epoch_axes_have_integer_ticks(tmp_path, drawn):
     lo, hi = ax.get_xlim()
     shown = [t for t in ax.get_xticks() if lo <= t <= hi]
     assert shown and all(float(t).is_integer() for t in shown), shown   # 1, 2; not 1.25
+
+
+@pytest.mark.parametrize("model,name", [
+    ("recgrela", "RecGRELA"), ("linrec", "LinRec"), ("lrurec", "LRURec"),
+    ("eulerformer", "EulerFormer"), ("recblr", "RecBLR")])
+def test_authors_code_models_are_named_and_ordered_after_their_own(model, name):
+    from recbench.tables import display_name
+
+    assert display_name(f"reference-{model}") == f"{name} (authors' code)"
+    order = figures.MODEL_ORDER
+    assert order.index(f"reference-{model}") == order.index(model) + 1
+    colours = [tuple(figures.model_style(m)["color"]) for m in order]
+    assert len(set(colours)) == len(order)                    # every model its own colour
+    assert tuple(figures.model_style("brand-new")["color"]) not in colours
