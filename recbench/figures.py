@@ -235,17 +235,19 @@ def cost_accuracy_figure(main: pd.DataFrame, cells: pd.DataFrame, paper: pd.Data
     for row_axes, batch in zip(axes, batches):
         for ax, dataset in zip(row_axes, datasets):
             here = pairs[(pairs["dataset"] == dataset) & (pairs["batch_size"] == batch)]
-            for row in here.itertuples():
+            single = _single_seed(here)
+            for row, one in zip(here.itertuples(), single):
                 style = model_style(row.model)
                 ax.scatter(row.memory_mb, row.ours_mean, s=max(20, row.flops_per_sequence * scale),
                            color=style["color"], alpha=0.6, edgecolor="k", marker="o")
                 ax.errorbar(row.memory_mb, row.ours_mean, yerr=float(row.ours_std),
                             color=style["color"], capsize=3)
+                # one seed: no error bar, and the label says n=1
                 ax.annotate(display_name(row.model) + ("" if row.variant == "default"
-                                                       else f" ({row.variant})"),
+                                                       else f" ({row.variant})")
+                            + (" (n=1)" if one else ""),
                             (row.memory_mb, row.ours_mean), fontsize=8, xytext=(6, 4),
                             textcoords="offset points")
-            _say_single_seeds(ax, here["memory_mb"], here["ours_mean"], _single_seed(here))
             device = ", ".join(dict.fromkeys(here["device"].dropna()))
             ax.set_xlabel(f"training memory at max_len {max_len} (MB, {device})")
             ax.set_ylabel(f"test {display_name(metric)} (ours)")
@@ -423,7 +425,9 @@ def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -
     """reports/tables/fidelity.csv drawn: per model, our memory and step time as a ratio to the
     authors' code at each max_len (the band = within `tolerance`), and test NDCG@10 of both
     (mean ± std over seeds) where both were trained."""
-    cost = table[table["memory_ratio"].notna()] if "memory_ratio" in table else table.iloc[:0]
+    # cost rows: both sides measured at a max_len (a ratio, or a side that did not finish)
+    cost = (table[table["status_ours"].notna() & table["status_authors"].notna()]
+            if "status_ours" in table else table.iloc[:0]).astype({"max_len": int})
     accuracy = table[table["metric"] == "ndcg@10"] if "metric" in table else table.iloc[:0]
     panels = [p for p, part in [("memory", cost), ("time", cost), ("accuracy", accuracy)]
               if len(part)]
@@ -446,6 +450,10 @@ def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -
             xs = np.arange(len(models)) + (i - (len(lengths) - 1) / 2) * width
             ax.bar(xs, part["ratio"], width, label=f"max_len {L}",
                    color=sns.color_palette("Blues", len(lengths) + 1)[i + 1])
+            for x, ours, theirs in zip(xs, part["status_ours"], part["status_authors"]):
+                if ours != "ok" or theirs != "ok":      # no ratio: say which side stopped
+                    ax.annotate(f"ours {ours.upper()}, authors' {theirs.upper()}", (x, 0.02),
+                                rotation=90, ha="center", va="bottom", fontsize=6)
         ax.axhline(1, color="0.2", lw=0.8)
         if panel == "memory":
             ax.axhspan(1 - tolerance, 1 + tolerance, color="0.85", zorder=0,
