@@ -63,3 +63,23 @@ rule fidelity_table:
         },
     script:
         "../scripts/fidelity_table.py"
+
+
+rule fidelity_figure:
+    input:
+        table=rules.fidelity_table.output.csv,
+    output:
+        png=report(
+            "reports/figures/fidelity.png",
+            caption="../reports/captions/fidelity.rst",
+            category="Fidelity: ours beside the authors' code",
+        ),
+        svg="reports/figures/fidelity.svg",
+    log:
+        "logs/figures/fidelity.log",
+    benchmark:
+        "logs/benchmarks/figures/fidelity.tsv"
+    conda:
+        ENVIRONMENT
+    script:
+        "../scripts/fidelity_figure.py"

@@ -162,3 +162,25 @@ def test_identical_rankings_show_no_difference_and_a_missing_side_reads_not_run(
     assert table.cells.loc[("ML-100K", 50, "LinRec", "NDCG@10"), "ours vs authors'"] \
         == "no difference"
     assert table.cells.loc[("ML-100K", 50, "LRURec", "NDCG@10"), "authors'"] == "not run"
+
+
+def test_the_figure_draws_the_panels_the_table_has(tmp_path):
+    from recbench.figures import fidelity_figure
+    from recbench.tables import write_table
+
+    cells = write_cells(tmp_path, [
+        {"model": "recgrela", "max_len": 200, "peak_rss_mb": 1050.0},
+        {"model": "reference-recgrela", "max_len": 200, "peak_rss_mb": 1000.0},
+        {"model": "linrec", "max_len": 800, "status": "oom"},
+        {"model": "reference-linrec", "max_len": 800, "peak_rss_mb": 1000.0}])
+    runs = [run("recgrela", 1, 0.3), run("reference-recgrela", 1, 0.2)]
+    test_ranks = {("ml-100k", m, "default", 50, 1): ranks([1, 2, 3]) for m in
+                  ("recgrela", "reference-recgrela")}
+    both = [cost_table(cells, "fidelity"), accuracy_table(runs, test_ranks)]
+    out = {k: tmp_path / f"t.{k}" for k in ("md", "csv", "tex")}
+    for tables, panels in [(both, ["memory", "time", "accuracy"]), (both[1:], ["accuracy"])]:
+        write_table(tables, out["md"], out["csv"], out["tex"])
+        drawn = fidelity_figure(pd.read_csv(out["csv"]), tmp_path / "f.png", tmp_path / "f.svg")
+        assert drawn == panels and (tmp_path / "f.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="neither cost nor accuracy"):
+        fidelity_figure(pd.DataFrame({"x": [1]}), tmp_path / "g.png", tmp_path / "g.svg")
