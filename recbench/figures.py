@@ -421,13 +421,15 @@ def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg,
 
 # --- fidelity: ours beside the authors' code ----------------------------------------------
 
-def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -> None:
+def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -> list[str]:
     """reports/tables/fidelity.csv drawn: per model, our memory and step time as a ratio to the
     authors' code at each max_len (the band = within `tolerance`), and test NDCG@10 of both
-    (mean ± std over seeds) where both were trained."""
+    (mean ± std over seeds) where both were trained. Returns the panels drawn."""
     # cost rows: both sides measured at a max_len (a ratio, or a side that did not finish)
-    cost = (table[table["status_ours"].notna() & table["status_authors"].notna()]
-            if "status_ours" in table else table.iloc[:0]).astype({"max_len": int})
+    cost = table.iloc[:0]
+    if "status_ours" in table:
+        cost = table[table["status_ours"].notna() & table["status_authors"].notna()]
+        cost = cost.astype({"max_len": int})
     accuracy = table[table["metric"] == "ndcg@10"] if "metric" in table else table.iloc[:0]
     panels = [p for p, part in [("memory", cost), ("time", cost), ("accuracy", accuracy)]
               if len(part)]
@@ -451,7 +453,8 @@ def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -
             ax.bar(xs, part["ratio"], width, label=f"max_len {L}",
                    color=sns.color_palette("Blues", len(lengths) + 1)[i + 1])
             for x, ours, theirs in zip(xs, part["status_ours"], part["status_authors"]):
-                if ours != "ok" or theirs != "ok":      # no ratio: say which side stopped
+                measured = isinstance(ours, str) and isinstance(theirs, str)
+                if measured and (ours, theirs) != ("ok", "ok"):   # say which side stopped
                     ax.annotate(f"ours {ours.upper()}, authors' {theirs.upper()}", (x, 0.02),
                                 rotation=90, ha="center", va="bottom", fontsize=6)
         ax.axhline(1, color="0.2", lw=0.8)
@@ -467,6 +470,7 @@ def fidelity_figure(table: pd.DataFrame, png, svg, *, tolerance: float = 0.10) -
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4)
     fig.suptitle("Ours beside the authors' code (TBI805/RecGRELA)", fontsize=10)
     save(fig, png, svg)
+    return panels
 
 
 def _fidelity_accuracy(ax, accuracy: pd.DataFrame) -> None:
