@@ -237,6 +237,21 @@ def test_table2_keeps_every_variant_of_a_model(tmp_path):
     assert one.cells.loc[("ML-1M", "NDCG@10", "ours"), "SASRec (attention=sdpa)"] == "0.1900 (n=1)"
 
 
+def test_the_authors_code_of_recgrela_is_not_one_of_its_baselines(tmp_path):
+    rng = np.random.default_rng(4)
+    root = tmp_path / "results"
+    write_run(root, "recgrela", 1, 0.22, ranks=rng.integers(1, 4, 200))
+    write_run(root, "reference-recgrela", 1, 0.25, ranks=rng.integers(1, 3, 200))
+    write_run(root, "sasrec", 1, 0.15, ranks=rng.integers(4, 13, 200))
+    runs, ranks = read_tree(root)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"])
+    ours = table.cells.loc[("ML-1M", "NDCG@10", "ours")]
+    assert ours["RecGRELA (authors' code)"] == "0.2500 (n=1)"       # shown beside ours
+    # ... but Improv. and the paired test are against the best real baseline
+    assert ours["Improv."].endswith("vs SASRec")
+    assert "1 baselines, 200 users" in to_markdown(table)
+
+
 def test_nothing_run_still_renders_the_paper_layout():
     table = main_table([], PAPER, max_len=200, metrics=["hit@10"])
     assert list(table.cells.index.get_level_values("dataset").unique()) == [
