@@ -272,11 +272,18 @@ def _off_paper_settings(runs: pd.DataFrame, dataset: str, variant: str) -> list[
     if ok.empty:                    # nothing of ours beside the paper's number
         return []
     gaps = [] if variant == "default" else [f"variant {variant} (paper: default)"]
-    if ok[["epochs", "stopping_step"]].isna().any(axis=None):
-        return gaps + ["train settings not recorded (metrics.json config.train)"]
+    return gaps + _off_paper_training(ok, dataset)
+
+
+def _off_paper_training(runs: pd.DataFrame, dataset: str) -> list[str]:
+    """How these runs were trained otherwise than the paper (PAPER_TRAINING, the dataset's
+    patience: §4.1.1); [] = as the paper."""
+    if runs[["epochs", "stopping_step"]].isna().any(axis=None):
+        return ["train settings not recorded (metrics.json config.train)"]
     paper = PAPER_TRAINING | {"stopping_step": PAPER_STOPPING_STEP.get(dataset, 10)}
+    gaps = []
     for key, theirs in paper.items():
-        ours = list(dict.fromkeys(ok[key]))
+        ours = list(dict.fromkeys(runs[key]))
         if ours != [theirs]:
             gaps.append(f"{key} {'/'.join(map(str, ours))} (paper {theirs})")
     return gaps
@@ -471,18 +478,22 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
         rows = list(dict.fromkeys(theirs[by].tolist()))
         rows += sorted(set(frame[by]) - set(rows))
     lookup = _paper_lookup(paper)
-    index, cells, data = [], [], []
+    index, cells, data, hidden = [], [], [], {}
     for key in rows:
         label = labels.get(key)
         name = (f"L={key}" if by == "max_len" else
                 f"{label} ({key})" if isinstance(label, str) and label != key else str(key))
         here = frame[frame[by] == key]
+        finished = here[here.status == "ok"]
+        off = _off_paper_training(finished, dataset) if len(finished) else []
+        if off:
+            hidden[name] = off
         ours, printed = {}, {}
         for metric in metrics:
             cell = summarise(here, metric)
             at = (block, dataset, model, key if by == "variant" else variant, metric,
                   max_len if by == "variant" else key)
-            value = lookup.get(at)
+            value = None if off else lookup.get(at)
             ours[display_name(metric)] = cell.text
             printed[display_name(metric)] = _fmt(metric, value)
             data.append({"dataset": dataset, "model": model, by: key,
@@ -494,9 +505,13 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
         cells += [ours, printed]
     source = (theirs["source"].iloc[0] if len(theirs) else None)
     notes = [_seeds_note(frame),
-             (f"Paper: {source}, at the same dataset, model, variant and max_len; 'n/a' where it "
-              "gives no number." if source else "The paper prints no numbers for this group."),
+             (f"Paper: {source}, at the same dataset, model, variant and max_len, beside runs "
+              "trained as the paper's; 'n/a' where it gives no number." if source
+              else "The paper prints no numbers for this group."),
              protocol(frame)]
+    if source and hidden:
+        notes.append("Paper value not shown (ours trained otherwise): " + "; ".join(
+            f"{name}: {', '.join(gaps)}" for name, gaps in hidden.items()) + ".")
     if any(m in EFFICIENCY for m in metrics):
         notes.append(_memory_note(frame) + " s/epoch = training seconds per epoch.")
     fixed = f"max_len {max_len}" if by == "variant" else f"variant {variant}"
@@ -535,12 +550,14 @@ def runs_table(runs: Sequence[dict], paper: pd.DataFrame) -> Table:
         setting = (run["dataset"], run["model"], run["variant"])
         row = {"status": _problem(run["status"], run["max_len"], run["reason"])}
         row |= {display_name(m): _fmt(m, run[m]) for m in ACCURACY}
+        # the paper's and the log's numbers only beside a run trained as they were
+        as_paper = not _off_paper_training(pd.DataFrame([run]), run["dataset"])
         for m in ("ndcg@10", "hit@10"):
             found = [lookup[k] for k in ((b, *setting, m, run["max_len"]) for b in blocks)
-                     if k in lookup]
+                     if k in lookup and as_paper]
+            log = lookup.get(("reference_log", *setting, m, run["max_len"])) if as_paper else None
             row[f"paper {display_name(m)}"] = _fmt(m, found[0] if found else None)
-            row[f"log {display_name(m)}"] = _fmt(m, lookup.get(("reference_log", *setting, m,
-                                                         run["max_len"])))
+            row[f"log {display_name(m)}"] = _fmt(m, log)
         row |= {"best epoch": _int(run["best_epoch"]), "epochs": _int(run["epochs_run"]),
                 "s/epoch": _fmt("seconds_per_epoch", run["seconds_per_epoch"]),
                 "peak MB": NA if pd.isna(run["gpu_memory_gb"])
@@ -550,7 +567,8 @@ def runs_table(runs: Sequence[dict], paper: pd.DataFrame) -> Table:
         cells.append(row)
     notes = [protocol(frame), "paper = the paper's table or figure for this setting (Table 2 first); "
              "log = the RecGRELA reference training log (ML-1M, max_len 200, seed 2020), not a "
-             "paper table; n/a = not given.", _memory_note(frame)]
+             "paper table; n/a = not given, or the run was not trained as the paper's (full "
+             "ranking, 300 epochs, patience 20 on ML-1M and 10 elsewhere).", _memory_note(frame)]
     return _build("Every run (test split)", index, IDENTITY, cells, [{} for _ in cells], notes,
                   frame.to_dict("records"))
 

@@ -298,6 +298,25 @@ def test_group_table_labels_variants_and_adds_unlisted_ones(tree):
     assert any("prints no numbers" in n for n in sweep.notes)
 
 
+def test_group_and_runs_tables_show_paper_values_only_beside_runs_trained_as_the_paper(
+        tmp_path):
+    root = tmp_path / "results"
+    write_run(root, "recgrela", 1, 0.19, variant="position_encoding=none",
+              train={"epochs": 3, "stopping_step": 20})         # a CPU budget
+    write_run(root, "recgrela", 1, 0.20)                         # the paper's budget
+    runs, _ = read_tree(root)
+    table = group_table(runs, PAPER, dataset="ml-1m", model="recgrela", max_len=200,
+                        block="fig4", metrics=["ndcg@10"])
+    assert cell(table, ("w/o RoPE (position_encoding=none)", "paper"), "NDCG@10") == "n/a"
+    assert cell(table, ("RecGRELA (Full Model) (default)", "paper"), "NDCG@10") == "0.1959"
+    assert any("w/o RoPE (position_encoding=none): epochs 3 (paper 300)" in n
+               for n in table.notes)
+    every = runs_table(runs, PAPER)
+    assert cell(every, ("ml-1m", "recgrela", "position_encoding=none", 200, 1),
+                "paper NDCG@10") == "n/a"
+    assert cell(every, ("ml-1m", "recgrela", "default", 200, 1), "log HR@10") == "0.3311"
+
+
 def test_stats_table_beside_table1_with_the_padding_note():
     stats = {"ml-1m": {"n_users": 6040, "n_items": 3416, "n_interactions": 999611,
                        "avg_seq_len": 165.4985, "sparsity": 0.951552},
