@@ -64,6 +64,7 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
 ROOT = "results/tuning"
 RANGE_KEYS = {"low", "high", "log", "step"}
 NOT_IDENTITY = ("trials", "workers")         # may change between reruns of one study
+RUNTIME_TRAIN = ("device", "eval_batch_size", "restart_bad_checkpoint")   # and these train keys
 UNOWNED_S = 60     # a RUNNING trial this old without its worker's name was left by a kill
 
 
@@ -156,6 +157,10 @@ def _values(spec, key: str, default) -> list:
             raise ConfigError(f"config {key}: choices take no {sorted(set(spec) - {'choices'})}")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"config {key}: empty choices")
+        bad = [c for c in choices if not isinstance(c, (type(None), bool, int, float, str))]
+        if bad:     # what Optuna's suggest_categorical takes
+            raise ConfigError(f"config {key}: choices are null, booleans, numbers or strings; "
+                              f"got {bad}")
         return choices
     if set(spec) - RANGE_KEYS or not {"low", "high"} <= set(spec):
         raise ConfigError(f"config {key}: a range has low, high and optional log, step; got "
@@ -168,7 +173,8 @@ def _values(spec, key: str, default) -> list:
     for part, value in (("low", low), ("high", high), ("step", step)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or (kind is int and not isinstance(value, int))):
-            raise ConfigError(f"config {key}.{part}: {value!r} is not {'an integer' if kind is int else 'a number'}")
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(f"config {key}.{part}: {value!r} is not {what}")
     if low >= high:
         raise ConfigError(f"config {key}: empty range (low {low} >= high {high})")
     if spec.get("log") and (low <= 0 or step is not None):
@@ -218,7 +224,10 @@ def storage(study: Study) -> optuna.storages.JournalStorage:
 
 
 def _identity(study: Study) -> dict:
-    return {k: v for k, v in study.as_dict().items() if k not in NOT_IDENTITY}
+    """What a study's trials depend on: stored in the study, checked by every later worker."""
+    identity = {k: v for k, v in study.as_dict().items() if k not in NOT_IDENTITY}
+    identity["train"] = {k: v for k, v in identity["train"].items() if k not in RUNTIME_TRAIN}
+    return identity
 
 
 def open_study(study: Study, worker: int | None = None) -> optuna.Study:

@@ -264,6 +264,8 @@ def group_figure_kind(group):
         return "bars"
     if len({run.max_len for run in group_runs(GROUPS, group)}) > 1:
         return "accuracy_length"
+    if len({run.model for run in group_runs(GROUPS, group)}) > 1:
+        return None  # bars draw one model's variants (a tuned group: its table only)
     return "bars"
 
 
