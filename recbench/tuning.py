@@ -455,7 +455,7 @@ def plot_study(study: Study, history_png: str | Path, importances_png: str | Pat
     # PED-ANOVA: Optuna's own evaluator (the default fANOVA needs scikit-learn)
     importances = functools.partial(plot_param_importances,
                                     evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-    for plot, path, title in ((plot_optimization_history, history_png, "optimization history"),
+    for plot, path, title in ((plot_optimization_history, history_png, "history of complete trials"),
                               (importances, importances_png, "parameter importances")):
         try:
             ax = plot(found)
