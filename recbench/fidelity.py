@@ -53,12 +53,19 @@ def _number(value, fmt: str) -> str:
 
 
 def _cell_text(row, value: str, fmt: str) -> str:
+    """A number, "not run", or the status of a cell that did not finish (its reason in a
+    note: `_limits`)."""
     if row is None:
         return NOT_RUN
-    if row["status"] != "ok":
-        reason = row.get("reason")
-        return row["status"].upper() + (f": {reason}" if isinstance(reason, str) else "")
-    return _number(row.get(value), fmt)
+    return _number(row.get(value), fmt) if row["status"] == "ok" else row["status"].upper()
+
+
+def _limits(cells: pd.DataFrame) -> str:
+    """What stopped the cells that did not finish: 'OOM = out of memory (16 GB ...)'."""
+    stopped = cells[cells["status"] != "ok"]
+    said = dict.fromkeys(f"{r.status.upper()} = {r.reason}" for r in stopped.itertuples()
+                         if isinstance(r.reason, str))
+    return ("Cells that did not finish: " + "; ".join(said) + ".") if said else ""
 
 
 def _as_authors_models(cells: pd.DataFrame) -> pd.DataFrame:
@@ -116,7 +123,8 @@ def cost_table(cells: pd.DataFrame, study: str = "") -> Table:
                                      "seconds_per_step")})
     frame = pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index,
                                                                names=["model", "max_len"]))
-    notes = [_cost_note(study, device, cells), _verdict(verdicts)]
+    notes = [n for n in (_cost_note(study, device, cells), _limits(cells), _verdict(verdicts))
+             if n]
     ours_claim = memory_claim(cells[cells["source"] == OURS].drop(columns=["base", "source"]))
     theirs_claim = memory_claim(_as_authors_models(cells.drop(columns=["base", "source"])))
     notes.append(f"Memory claim on our implementations: {ours_claim or 'not applicable'}")
