@@ -126,9 +126,10 @@ def external_settings(wildcards):
 
 
 def reference_code_input(wildcards):
-    """The checked copy of the authors' code, for a model that runs it (reference-*)."""
-    model = EXTERNAL.get(wildcards.model, {})
-    return [rules.reference_code.output[0]] if "reference_model" in model else []
+    """The checked copy of the authors' code, for a job that runs it (reference-*: a run of
+    rule external_recbole or a profile cell)."""
+    needed = wildcards.model.startswith(REFERENCE_PREFIX)
+    return [rules.reference_code.output[0]] if needed else []
 
 
 def train_gpus(wildcards):
@@ -306,4 +307,6 @@ def all_outputs():
         outputs.append(rules.runs_table.output.md)
         outputs += expand(rules.group_table.output.md, group=list(GROUPS))
     outputs += expand(rules.profile_table.output.md, study=list(PROFILE))
+    if FIDELITY_STUDIES or FIDELITY_RUNS:
+        outputs += [rules.fidelity_table.output.md, rules.fidelity_figure.output.png]
     return outputs + figure_outputs()
