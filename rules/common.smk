@@ -121,7 +121,9 @@ def external_settings(wildcards):
     """An external model's run for its rule: identity, catalogue entry, train settings (JSON)."""
     run = run_of(wildcards)
     spec = {k: v for k, v in EXTERNAL[run.model].items() if k != "description"}
-    checkout = {"reference_checkout": REFERENCE_DIR} if "reference_model" in spec else {}
+    checkout = (
+        {"reference_checkout": REFERENCE_DIR} if "reference_model" in spec else {}
+    )
     return json.dumps(run.identity() | {"spec": spec, "train": run.train} | checkout)
 
 
