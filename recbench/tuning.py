@@ -66,6 +66,7 @@ RANGE_KEYS = {"low", "high", "log", "step"}
 NOT_IDENTITY = ("trials", "workers")         # may change between reruns of one study
 RUNTIME_TRAIN = ("device", "eval_batch_size", "restart_bad_checkpoint")   # and these train keys
 UNOWNED_S = 60     # a RUNNING trial this old without its worker's name was left by a kill
+LOCK_GRACE_S = 30  # a journal lock held this long is a killed worker's: Optuna releases it
 
 
 @dataclass(frozen=True)
@@ -217,10 +218,14 @@ def expand_studies(config: dict, groups: dict) -> dict[tuple[str, str], Study]:
 # --- the study ------------------------------------------------------------------------------
 
 def storage(study: Study) -> optuna.storages.JournalStorage:
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
     study.path.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(study.path / "journal.log")))
+    # an absolute path: the lock is a symlink to the journal, and Optuna releases a dead
+    # worker's lock after its grace period only if that link resolves (a relative one dangles)
+    path = str((study.path / "journal.log").resolve())
+    lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_S)
+    return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
 
 
 def _identity(study: Study) -> dict:

@@ -198,6 +198,18 @@ def test_a_worker_killed_with_sigkill_resumes_and_keeps_its_finished_trials(data
     assert used(s) == 3 and best_of(s)["failed"] == 1
 
 
+def test_the_journal_lock_of_a_killed_worker_is_released(dataset, monkeypatch):
+    s = study(trials=2)
+    run_worker(s, dataset, 0, "worker.json")
+    journal = (s.path / "journal.log").resolve()
+    lock = Path(f"{journal}.lock")
+    os.symlink(journal, lock)                 # what a worker killed inside append_logs leaves
+    monkeypatch.setattr(tuning, "LOCK_GRACE_S", 3)
+    t0 = time.time()
+    run_worker(study(trials=3), dataset, 0, "worker.json")
+    assert used(s) == 3 and not lock.exists() and time.time() - t0 < 60
+
+
 def test_a_slot_held_by_another_worker_is_not_taken_and_a_dead_workers_trial_is_freed(
         dataset):
     s = study(trials=2, workers=2)
