@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recbench.reference import PREFIX as REFERENCE_PREFIX
 from recbench.tables import Table, display_name
 
 TAIL = 2                       # lengths in the tail slope: the local slope at the end
@@ -95,7 +96,7 @@ def memory_claim(cells: pd.DataFrame, policy: str = "stored") -> str:
         return " ".join(f"Batch {b:.0f}: {c}" for b, c in claims.items() if c)
     # the authors' code of a model (reference-*) is not a rival of ours: recbench/fidelity.py
     # checks the claim on it alone
-    same = cells[(cells["policy"] == policy) & ~cells["model"].str.startswith("reference-")]
+    same = cells[(cells["policy"] == policy) & ~cells["model"].str.startswith(REFERENCE_PREFIX)]
     varied = (same["variant"] != "default").any()
     if (same["model"] != "recgrela").sum() == 0 or (same["max_len"].nunique() < 2 and varied):
         return ""

@@ -25,12 +25,11 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from recbench.cost import memory_claim, series_label
+from recbench.reference import NEEDS_CUDA, PREFIX
 from recbench.significance import compare_to, per_user_values
 from recbench.tables import (NA, NOT_RUN, PAPER_MODELS, Table, display_name, runs_frame,
                              summarise)
 
-PREFIX = "reference-"          # recbench.reference.PREFIX (that module imports torch)
-NEEDS_CUDA = ("mamba4rec", "echomamba4rec", "sigma")    # recbench.reference.NEEDS_CUDA
 TOLERANCE = 0.10               # memory within 10% of the authors' code counts as the same
 METRICS = ("ndcg@10", "hit@10")
 OURS, AUTHORS = "ours", "authors'"
@@ -88,8 +87,7 @@ def cost_table(cells: pd.DataFrame, study: str = "") -> Table:
     lookup = {(r.base, r.source, r.max_len): r._asdict() for r in cells.itertuples()}
     bases = _ordered(cells["base"])
     if on_cpu:       # the authors' Mamba family cannot run here: say so beside ours
-        bases += [m for m in NEEDS_CUDA if m in set(cells["base"]) or m in ORDER
-                  if m not in bases]
+        bases += [m for m in NEEDS_CUDA if m not in bases]
     index, rows, data, verdicts = [], [], [], {}
     lengths = sorted(cells["max_len"].unique())
     for base in bases:

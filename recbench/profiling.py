@@ -51,6 +51,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from recbench.reference import PREFIX as REFERENCE_PREFIX, ReferenceModel
+
 POLICIES = ("stored", "recompute")
 
 
@@ -60,7 +62,7 @@ def supports_recompute(model_name: str) -> bool:
 
     from models import model_class
 
-    if model_name.startswith("reference-"):        # the authors' code keeps every activation
+    if model_name.startswith(REFERENCE_PREFIX):   # the authors' code keeps every activation
         return False
     return "recompute" in {f.name for f in dataclasses.fields(model_class(model_name).Config)}
 
@@ -127,9 +129,7 @@ def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 34
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     torch.manual_seed(seed)
-    if model_name.startswith("reference-"):
-        from recbench.reference import ReferenceModel
-
+    if model_name.startswith(REFERENCE_PREFIX):
         def build(n_items, max_len):
             return ReferenceModel(model_name, n_items, max_len, device=device)
     else:

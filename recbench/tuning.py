@@ -460,7 +460,8 @@ def plot_study(study: Study, history_png: str | Path, importances_png: str | Pat
     # PED-ANOVA: Optuna's own evaluator (the default fANOVA needs scikit-learn)
     importances = functools.partial(plot_param_importances,
                                     evaluator=optuna.importance.PedAnovaImportanceEvaluator())
-    for plot, path, title in ((plot_optimization_history, history_png, "history of complete trials"),
+    history = "history of complete trials"
+    for plot, path, title in ((plot_optimization_history, history_png, history),
                               (importances, importances_png, "parameter importances")):
         try:
             ax = plot(found)

@@ -265,9 +265,10 @@ def group_figure_kind(group):
         return "sensitivity"
     if spec.get("paper"):
         return "bars"
-    if len({run.max_len for run in group_runs(GROUPS, group)}) > 1:
+    runs = group_runs(GROUPS, group)
+    if len({run.max_len for run in runs}) > 1:
         return "accuracy_length"
-    if len({run.model for run in group_runs(GROUPS, group)}) > 1:
+    if len({run.model for run in runs}) > 1:
         return None  # bars draw one model's variants (a tuned group: its table only)
     return "bars"
 
