@@ -101,8 +101,8 @@ def make_table(name: str, path: Path, seed: int = 0) -> None:
 # --- stages (each in its own process) -------------------------------------------------------
 
 def stage_preprocess(name: str, raw: Path, out: Path) -> dict:
-    from recbench.preprocess import preprocess
-    from recbench.protocol import InterFilter
+    from recbench.data.preprocess import preprocess
+    from recbench.data.protocol import InterFilter
 
     start = time.perf_counter()
     stats = preprocess(raw, SIZES[name]["fmt"], out, InterFilter(**SIZES[name]["filter"]),
@@ -114,8 +114,8 @@ def stage_preprocess(name: str, raw: Path, out: Path) -> dict:
 
 def stage_data_path(processed: Path, fraction: float, threads: int) -> dict:
     import torch
-    from recbench.batching import Batches, load_sequence_data, make_split
-    from recbench.engine import epoch_generator
+    from recbench.training.batching import Batches, load_sequence_data, make_split
+    from recbench.training.engine import epoch_generator
 
     torch.set_num_threads(threads)
     base = rss_gb()                                          # the interpreter and torch
@@ -148,8 +148,8 @@ def stage_data_path(processed: Path, fraction: float, threads: int) -> dict:
 
 def stage_model_step(processed: Path, model_name: str, steps: int, threads: int) -> dict:
     import torch
-    from recbench.batching import Batches, load_sequence_data, make_split
-    from recbench.engine import build_for_run, epoch_generator
+    from recbench.training.batching import Batches, load_sequence_data, make_split
+    from recbench.training.engine import build_for_run, epoch_generator
 
     torch.set_num_threads(threads)
     data = load_sequence_data(processed)

@@ -1,4 +1,4 @@
-"""RecBole 1.2.1's own SASRec / GRU4Rec training step, measured by recbench.profiling (not a test).
+"""RecBole 1.2.1's own SASRec / GRU4Rec training step, measured by recbench.cost.measure (not a test).
 
 The issue's RecBole figures were taken with an unknown harness. This script measures RecBole's
 model classes under exactly the conventions of our benchmarks (`profile_step`: batch of
@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import register  # noqa: E402
-from recbench.profiling import profile_cell  # noqa: E402
+from recbench.cost.measure import profile_cell  # noqa: E402
 
 # The settings of our baselines' defaults (the reference configs, TBI805/RecGRELA `config/*.yaml`), CE loss,
 # under RecBole's own keys (our Config names differ: num_layers <- n_layers, dropout <-

@@ -27,10 +27,10 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from recbench.batching import Batches, load_sequence_data, make_split
-from recbench.preprocess import preprocess
-from recbench.registry import entry_filter, registry_entry
-from recbench.engine import build_for_run, epoch_generator
+from recbench.training.batching import Batches, load_sequence_data, make_split
+from recbench.data.preprocess import preprocess
+from recbench.data.registry import entry_filter, registry_entry
+from recbench.training.engine import build_for_run, epoch_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def measure(model_name, data, split, max_len, mode, batch_size, max_batches, see
         loss.item()
 
     # One warm-up step (allocator, lazy init), then the epoch: the same loop as
-    # recbench.engine.train_epoch, with the model's part (forward, backward, step) timed alone.
+    # recbench.training.engine.train_epoch, with the model's part (forward, backward, step) timed alone.
     model.train()
     step(first)
     limit = n_batches if max_batches is None else min(max_batches, n_batches)

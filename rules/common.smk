@@ -1,5 +1,5 @@
 # Config validation, the dataset registry, the experiment groups and the output lists: every
-# config mistake fails here, when the DAG is built, naming the key (recbench/experiments.py).
+# config mistake fails here, when the DAG is built, naming the key (recbench/plan/groups.py).
 from pathlib import Path
 import json
 import re
@@ -8,7 +8,7 @@ import yaml
 from snakemake.utils import validate
 
 from models import REGISTRY
-from recbench.experiments import (
+from recbench.plan.groups import (
     TUNED,
     ConfigError,
     all_runs,
@@ -16,10 +16,10 @@ from recbench.experiments import (
     group_runs,
     load_external_models,
 )
-from recbench.parsers import DataError
-from recbench.profile_grid import expand_profile
-from recbench.registry import check_registry, load_registry
-from recbench.tuning import check_tuning, expand_studies
+from recbench.data.parsers import DataError
+from recbench.cost.grid import expand_profile
+from recbench.data.registry import check_registry, load_registry
+from recbench.tuning.studies import check_tuning, expand_studies
 
 validate(
     config, schema="../config/schema.yaml"
@@ -256,7 +256,7 @@ def study_cells(wildcards):
 
 
 def group_figure_kind(group):
-    """How a group is drawn (recbench/figures.py); None = no figure of its own (Table 2 is
+    """How a group is drawn (recbench/reporting/figures.py); None = no figure of its own (Table 2 is
     drawn as Fig. 3, against the cost grid)."""
     spec = config["groups"][group]
     if spec.get("paper") == "table2":

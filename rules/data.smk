@@ -1,4 +1,4 @@
-# Data: raw file -> processed sequences + statistics (recbench/preprocess.py).
+# Data: raw file -> processed sequences + statistics (recbench/data/preprocess.py).
 
 
 rule fetch_raw:

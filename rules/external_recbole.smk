@@ -4,8 +4,8 @@
 # test. RecBole runs in its own pinned environment, never the suite's (it needs NumPy < 2):
 # with --sdm conda the env envs/recbole.yaml, otherwise the virtual environment .venvs/recbole
 # that rule recbole_env builds from envs/recbole-requirements.txt. The job runs
-# `python -m recbench.recbole_run` there, with the suite's package folder on PYTHONPATH (only
-# recbench.metrics and recbench.io are imported from it). The train rule's model wildcard
+# `python -m recbench.external.recbole_run` there, with the suite's package folder on PYTHONPATH (only
+# recbench.evaluation.metrics and recbench.io are imported from it). The train rule's model wildcard
 # (rules/common.smk: models/REGISTRY) excludes these names.
 import sys
 
@@ -67,6 +67,6 @@ rule external_recbole:
         recbench=str(Path(recbench.__file__).resolve().parents[1]),
         settings=external_settings,
     shell:
-        "PYTHONPATH={params.recbench:q} {params.python:q} -m recbench.recbole_run"
+        "PYTHONPATH={params.recbench:q} {params.python:q} -m recbench.external.recbole_run"
         " --settings {params.settings:q} --sequences {input.sequences:q}"
         " --metrics {output.metrics:q} --threads {threads} > {log:q} 2>&1"

@@ -1,4 +1,4 @@
-# Figures (recbench/figures.py) from the tables' CSVs and the profile cells, each as PNG and
+# Figures (recbench/reporting/figures.py) from the tables' CSVs and the profile cells, each as PNG and
 # SVG under reports/figures/, each in the HTML report (`snakemake --report`) under the paper's
 # table or figure it reproduces, with its caption from reports/captions/.
 

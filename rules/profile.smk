@@ -1,8 +1,8 @@
-# The cost grid: one job per profile cell (recbench/profile_grid.py), each measured in a fresh
-# process (recbench/profiling.py). A job asks for more threads than any machine has:
+# The cost grid: one job per profile cell (recbench/cost/grid.py), each measured in a fresh
+# process (recbench/cost/measure.py). A job asks for more threads than any machine has:
 # Snakemake lowers that to --cores, so no other job shares the machine while a cell is timed.
 # Out of memory or over time is a cell, not a failed job. A cell's model is ours or the
-# authors' code of one (reference-<model>, recbench/reference.py).
+# authors' code of one (reference-<model>, recbench/external/authors_code.py).
 PROFILED_MODELS = sorted(REGISTRY) + [REFERENCE_PREFIX + m for m in REFERENCE_MODELS]
 
 

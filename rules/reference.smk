@@ -1,9 +1,9 @@
-# The authors' code beside ours (recbench/reference.py): rule reference_code fetches
+# The authors' code beside ours (recbench/external/authors_code.py): rule reference_code fetches
 # TBI805/RecGRELA at the pinned commit (or copies $RECGRELA_REFERENCE) into resources/RecGRELA,
 # each file checked against config/reference_code.sha256; the reference-* external models
 # (config/external_models.yaml) train it, the profile rule measures it, and rule
 # fidelity_table sets both side by side.
-from recbench.reference import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
+from recbench.external.authors_code import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
 
 REFERENCE_DIR = "resources/RecGRELA"
 

@@ -1,5 +1,5 @@
 # Reports: the paper's tables from the results files and reports/paper_numbers.yaml
-# (recbench/tables.py): each as Markdown, CSV and LaTeX under reports/tables/.
+# (recbench/reporting/tables.py): each as Markdown, CSV and LaTeX under reports/tables/.
 
 
 rule dataset_table:

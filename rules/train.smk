@@ -1,5 +1,5 @@
-# Train + full-ranking evaluation of one run (recbench/engine.py). A run is (dataset, model,
-# variant, max_len, seed) of a configured group (rules/common.smk, recbench/experiments.py).
+# Train + full-ranking evaluation of one run (recbench/training/engine.py). A run is (dataset, model,
+# variant, max_len, seed) of a configured group (rules/common.smk, recbench/plan/groups.py).
 # The run's checkpoint (results/.../checkpoint/last.pt) is deliberately NOT an output: Snakemake
 # never deletes it, so a killed or failed job resumes from its last finished epoch when rerun.
 

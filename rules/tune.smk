@@ -1,4 +1,4 @@
-# Equal-budget hyperparameter search (recbench/tuning.py): one Optuna study per (dataset, model)
+# Equal-budget hyperparameter search (recbench/tuning/studies.py): one Optuna study per (dataset, model)
 # that a group asks the variant `tuned` of, in results/tuning/{dataset}/{model}/. Its
 # `tuning.workers` tune_worker jobs share the study's journal (JournalStorage; on SLURM, one job
 # each) until `tuning.trials` trials are complete or pruned; rule tune writes the best options

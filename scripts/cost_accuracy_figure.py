@@ -3,9 +3,9 @@ reports/figures/fig3_{group}.{png,svg} (Fig. 3: NDCG@10 against training memory,
 FLOPs)."""
 import pandas as pd
 
-from recbench.cost import read_cells
-from recbench.figures import cost_accuracy_figure
-from recbench.report import paper_numbers
+from recbench.cost.cells import read_cells
+from recbench.reporting.figures import cost_accuracy_figure
+from recbench.reporting.paper_numbers import paper_numbers
 from recbench.rule_script import run_rule
 
 

@@ -5,9 +5,9 @@ Our statistics after filtering beside the paper's Table 1 (reports/paper_numbers
 import json
 from pathlib import Path
 
-from recbench.report import paper_numbers
+from recbench.reporting.paper_numbers import paper_numbers
 from recbench.rule_script import run_rule
-from recbench.tables import stats_table, write_table
+from recbench.reporting.tables import stats_table, write_table
 
 
 def main(stats_files: list[str], paper_yaml: str, out) -> None:

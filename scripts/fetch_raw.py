@@ -1,12 +1,12 @@
 """Rule fetch_raw: a dataset's raw file -> data/raw/{dataset}/{file} + fetched.json.
 
 From the data mirror, the network (pooch, checksum verified) or the synthetic generator
-(recbench/download.py); a failure names the dataset, the URL and the mirror setting.
+(recbench/data/download.py); a failure names the dataset, the URL and the mirror setting.
 """
 import sys
 from pathlib import Path
 
-from recbench.download import fetch, mirror_setting
+from recbench.data.download import fetch, mirror_setting
 from recbench.rule_script import run_rule
 
 

@@ -2,7 +2,7 @@
 memory and step time of ours as a ratio to the authors' code, and test NDCG@10 of both."""
 import pandas as pd
 
-from recbench.figures import fidelity_figure
+from recbench.reporting.figures import fidelity_figure
 from recbench.rule_script import run_rule
 
 run_rule(snakemake, lambda: fidelity_figure(pd.read_csv(snakemake.input.table),

@@ -1,11 +1,11 @@
 """Rule fidelity_table: ours beside the authors' code (reference-<model>) -> reports/tables/
 fidelity.*: the cost of the profile studies that measure both, the test accuracy of the groups
-that train both, each with its paired comparison (recbench/fidelity.py)."""
-from recbench.cost import read_cells
-from recbench.fidelity import accuracy_table, cost_table
+that train both, each with its paired comparison (recbench/reporting/fidelity.py)."""
+from recbench.cost.cells import read_cells
+from recbench.reporting.fidelity import accuracy_table, cost_table
 from recbench.results import read_run, read_test_ranks
 from recbench.rule_script import run_rule
-from recbench.tables import run_key, write_table
+from recbench.reporting.tables import run_key, write_table
 
 
 def main(studies: dict, metrics_files: list[str], out) -> None:

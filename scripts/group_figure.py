@@ -5,8 +5,8 @@ one panel per sweep; `accuracy_length` (beyond the paper): NDCG@10 against max_l
 """
 import pandas as pd
 
-from recbench.experiments import load_external_models, model_defaults
-from recbench.figures import accuracy_length_figure, bars_figure, sensitivity_figure
+from recbench.plan.groups import load_external_models, model_defaults
+from recbench.reporting.figures import accuracy_length_figure, bars_figure, sensitivity_figure
 from recbench.rule_script import run_rule
 
 

@@ -1,15 +1,15 @@
 """Rule group_table: the runs of one experiment group -> reports/tables/{group}.*.
 
-The group's `paper` block decides the layout (recbench/tables.py): `table2` is Table 2's
+The group's `paper` block decides the layout (recbench/reporting/tables.py): `table2` is Table 2's
 (models as columns, ours beside the paper's, paired tests from the per-user test ranks),
 `table3` Table 3's, anything else one table per sweep and (dataset, model): rows = variants,
 or max_len values when only the window length varies. Every run and its per-user ranks are
 checked against the results contract (recbench/results.py) whatever rule wrote them.
 """
-from recbench.report import paper_numbers
+from recbench.reporting.paper_numbers import paper_numbers
 from recbench.results import read_run, read_test_ranks
 from recbench.rule_script import run_rule
-from recbench.tables import (Table, group_table, layers_table, main_table, run_key,
+from recbench.reporting.tables import (Table, group_table, layers_table, main_table, run_key,
                              write_table)
 
 

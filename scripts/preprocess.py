@@ -1,15 +1,15 @@
 """Rule preprocess: data/raw/{dataset}/fetched.json -> sequences.parquet + stats.json.
 
-RecBole 1.2.1's filter, id remapping and time ordering (recbench/protocol.py). Bad input
+RecBole 1.2.1's filter, id remapping and time ordering (recbench/data/protocol.py). Bad input
 stops with one line naming the file (and line); earlier outputs stay untouched.
 """
 import json
 import sys
 from pathlib import Path
 
-from recbench.download import read_manifest
-from recbench.preprocess import preprocess
-from recbench.registry import entry_filter
+from recbench.data.download import read_manifest
+from recbench.data.preprocess import preprocess
+from recbench.data.registry import entry_filter
 from recbench.rule_script import run_rule
 
 

@@ -1,13 +1,13 @@
 """Rule profile: one cell of the cost grid -> results/profile/.../B{batch}.json.
 
 The cell runs in a fresh process under the configured time and (CPU) memory limits; the JSON
-holds its measurements, or status oom / timeout / error with the reason (recbench/profiling.py).
+holds its measurements, or status oom / timeout / error with the reason (recbench/cost/measure.py).
 """
 import json
 import sys
 
 from recbench.io import write_json_atomic
-from recbench.profiling import profile_in_subprocess
+from recbench.cost.measure import profile_in_subprocess
 from recbench.rule_script import run_rule
 
 

@@ -1,8 +1,8 @@
 """Rule profile_figure: a study's profile cells -> reports/figures/profile_{study}.{png,svg}:
 memory and time per training step against max_len (log-log, fitted slopes in the legend) or
 against the option the study varies (layers, heads), the paper's memory claim checked below."""
-from recbench.cost import read_cells
-from recbench.figures import scaling_figure
+from recbench.cost.cells import read_cells
+from recbench.reporting.figures import scaling_figure
 from recbench.rule_script import run_rule
 
 

@@ -1,11 +1,11 @@
 """Rule reference_code: the authors' code (TBI805/RecGRELA at the pinned commit) ->
 resources/RecGRELA, every file checked against config/reference_code.sha256
-(recbench/reference.py). From $RECGRELA_REFERENCE when set (a checkout you have), else GitHub."""
+(recbench/external/authors_code.py). From $RECGRELA_REFERENCE when set (a checkout you have), else GitHub."""
 import os
 import sys
 from pathlib import Path
 
-from recbench.reference import COMMIT, install
+from recbench.external.authors_code import COMMIT, install
 from recbench.rule_script import run_rule
 
 

@@ -4,10 +4,10 @@ Status, test HR/NDCG/MRR@5,10, the paper's and the reference log's value for the
 setting, epochs, time, memory and device; each run's identity is read from its metrics.json,
 checked against the results contract (recbench/results.py) whatever rule wrote it.
 """
-from recbench.report import paper_numbers
+from recbench.reporting.paper_numbers import paper_numbers
 from recbench.results import read_run
 from recbench.rule_script import run_rule
-from recbench.tables import runs_table, write_table
+from recbench.reporting.tables import runs_table, write_table
 
 
 def main(metrics_files: list[str], paper_yaml: str, out) -> None:

@@ -1,9 +1,9 @@
 """Rule train: data/processed/{dataset}/ -> results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/.
 
 Trains one run under the RecBole protocol and evaluates it by full ranking
-(recbench/engine.py): metrics.json, history.csv, per-user ranks. A rerun after a kill resumes
+(recbench/training/engine.py): metrics.json, history.csv, per-user ranks. A rerun after a kill resumes
 from the checkpoint; a finished run is never retrained. With train.processes N > 1 the run is
-data-parallel: N ranks started with torchrun on this node (recbench/distributed.py). A run of
+data-parallel: N ranks started with torchrun on this node (recbench/training/distributed.py). A run of
 variant `tuned` takes its options from its study's best.json (input `tuned`, rule tune).
 """
 import json
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from recbench.distributed import launch
-from recbench.engine import train_and_evaluate, train_settings
+from recbench.training.distributed import launch
+from recbench.training.engine import train_and_evaluate, train_settings
 from recbench.rule_script import run_rule
-from recbench.tuning import tuned_run
+from recbench.tuning.studies import tuned_run
 
 
 def main(dataset_dir: str, run_dir: str, wildcards, overrides: dict, train: dict,

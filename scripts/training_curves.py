@@ -2,7 +2,7 @@
 reports/figures/curves_{group}.{png,svg} (validation NDCG@10 per epoch, every seed)."""
 import pandas as pd
 
-from recbench.figures import training_curves_figure
+from recbench.reporting.figures import training_curves_figure
 from recbench.results import read_run
 from recbench.rule_script import run_rule
 

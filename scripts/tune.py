@@ -1,4 +1,4 @@
-"""Rules tune_worker, tune and tuning_table (rules/tune.smk, recbench/tuning.py).
+"""Rules tune_worker, tune and tuning_table (rules/tune.smk, recbench/tuning/studies.py).
 
 tune_worker: trials of the study results/tuning/{dataset}/{model}/ until its budget is used
 (several workers share the study's journal) -> workers/{worker}.json.
@@ -15,7 +15,7 @@ import torch
 
 from recbench.io import write_json_atomic
 from recbench.rule_script import run_rule
-from recbench.tuning import Study, best_of, plot_study, run_worker, write_table
+from recbench.tuning.studies import Study, best_of, plot_study, run_worker, write_table
 
 
 def worker(sm) -> None:

@@ -2,7 +2,7 @@
 
 Written from recbole/data/dataset/dataset.py and sequential_dataset.py, one row at a time
 with Counters, dicts and Python's (stable) `sorted`, to check the vectorised pipeline in
-recbench/protocol.py against something that shares none of its code.
+recbench/data/protocol.py against something that shares none of its code.
 """
 from collections import Counter
 

@@ -1,7 +1,7 @@
 """Import a model file of the RecGRELA reference repository (TBI805/RecGRELA) in a test, with
 stand-ins for what it imports but the tests do not need (RecBole's base class and loss; the
 caller adds its own for kernels). The checkout is found and checked against the pinned commit's
-hashes by recbench.reference ($RECGRELA_REFERENCE, else resources/RecGRELA, else
+hashes by recbench.external.authors_code ($RECGRELA_REFERENCE, else resources/RecGRELA, else
 ../shared/ref/RecGRELA; CI sets the first); tests that use it skip without one."""
 import importlib.util
 import sys
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from recbench.reference import candidates, find_checkout
+from recbench.external.authors_code import candidates, find_checkout
 
 REFERENCE_DIR = find_checkout() or candidates()[0]
 

@@ -18,8 +18,9 @@ from torch import nn
 
 import models
 from models.base import SequentialRecommender
-from recbench import engine, experiments
-from recbench.batching import SequenceData
+from recbench.training import engine
+from recbench.plan import groups as experiments
+from recbench.training.batching import SequenceData
 from test_model_contract import CHECKS, builder, make_batch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from recbench.download import FetchError, extract_member, fetch
-from recbench.parsers import FORMATS, DataError, read_interactions
-from recbench.preprocess import preprocess
-from recbench.protocol import TIME_KEYS, InterFilter
-from recbench.registry import (SCHEMA_PATH, allowed_keys, check_entry, check_registry,
+from recbench.data.download import FetchError, extract_member, fetch
+from recbench.data.parsers import FORMATS, DataError, read_interactions
+from recbench.data.preprocess import preprocess
+from recbench.data.protocol import TIME_KEYS, InterFilter
+from recbench.data.registry import (SCHEMA_PATH, allowed_keys, check_entry, check_registry,
                                entry_filter, entry_schema, load_registry, registry_entry)
-from recbench.synthetic import DEFAULTS
+from recbench.data.synthetic import DEFAULTS
 
 ROOT = Path(__file__).parents[1]
 HEADER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"

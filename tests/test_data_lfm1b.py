@@ -13,10 +13,10 @@ import pytest
 import yaml
 from recbole_reference import recbole_filter
 
-from recbench.download import fetch
-from recbench.parsers import DataError, read_interactions
-from recbench.preprocess import preprocess
-from recbench.registry import entry_filter, registry_entry
+from recbench.data.download import fetch
+from recbench.data.parsers import DataError, read_interactions
+from recbench.data.preprocess import preprocess
+from recbench.data.registry import entry_filter, registry_entry
 
 ROOT = Path(__file__).parents[1]
 HEADER = "user_id:token\tartists_id:token\ttimestamp:float\tnum_repeat:float\n"

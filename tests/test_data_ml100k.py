@@ -11,11 +11,11 @@ import pytest
 import yaml
 from recbole_reference import recbole_filter, recbole_sequences
 
-from recbench.download import fetch
-from recbench.parsers import read_interactions
-from recbench.preprocess import preprocess
-from recbench.protocol import InterFilter, build_sequences
-from recbench.registry import entry_filter, registry_entry
+from recbench.data.download import fetch
+from recbench.data.parsers import read_interactions
+from recbench.data.preprocess import preprocess
+from recbench.data.protocol import InterFilter, build_sequences
+from recbench.data.registry import entry_filter, registry_entry
 
 ROOT = Path(__file__).parents[1]
 MIRROR = Path(os.environ.get("RECBENCH_DATA_MIRROR") or ROOT.parent / "shared" / "data")

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from recbench.parsers import DataError, read_interactions
+from recbench.data.parsers import DataError, read_interactions
 
 
 def rows(df):

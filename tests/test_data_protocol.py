@@ -5,8 +5,8 @@ import pytest
 from recbole_reference import recbole_filter, recbole_leave_one_out, recbole_sequences
 
 from recbench.io import write_parquet_atomic
-from recbench.preprocess import load_sequences
-from recbench.protocol import (InterFilter, build_sequences, filter_by_inter_num, split_counts,
+from recbench.data.preprocess import load_sequences
+from recbench.data.protocol import (InterFilter, build_sequences, filter_by_inter_num, split_counts,
                                split_targets)
 
 
@@ -177,7 +177,7 @@ def test_sequences_parquet_round_trip(tmp_path):
 def test_synthetic_is_seeded_long_and_order_predictable():
     from collections import Counter
 
-    from recbench.synthetic import generate
+    from recbench.data.synthetic import generate
 
     df = generate(n_users=120, n_items=200, n_clusters=10, long_frac=0.05, seed=3)
     again = generate(n_users=120, n_items=200, n_clusters=10, long_frac=0.05, seed=3)
@@ -205,7 +205,7 @@ def test_synthetic_is_seeded_long_and_order_predictable():
 def test_chronological_order_is_recboles_two_stable_sorts(kind):
     # RecBole: stable sort by time, then stable sort by user. The fast path packs both keys
     # into one uint64; check it (and the fallback) against the two sorts done the slow way.
-    from recbench.protocol import chronological_order
+    from recbench.data.protocol import chronological_order
     rng = np.random.default_rng(0)
     n = 3000
     user = rng.integers(0, 40, n).astype(np.int32)

@@ -1,4 +1,4 @@
-"""Data-parallel training (recbench/distributed.py): the shard weights give the global batch's
+"""Data-parallel training (recbench/training/distributed.py): the shard weights give the global batch's
 gradient (in-process, by hand), two gloo processes started by torchrun give one process's loss
 trajectory and metrics, and a DDP run stopped after an epoch resumes to the uninterrupted
 result. On the CPU, on a tiny synthetic dataset; each torchrun start costs ~8 s here (torch is
@@ -13,12 +13,12 @@ import torch
 
 import toy_models
 from toy_models import toy_data
-from recbench.batching import Batches, make_split
-from recbench.distributed import Group, launch
-from recbench.engine import build_for_run, epoch_generator, run_training, train_and_evaluate
-from recbench.preprocess import preprocess
-from recbench.protocol import InterFilter
-from recbench.synthetic import write_synthetic
+from recbench.training.batching import Batches, make_split
+from recbench.training.distributed import Group, launch
+from recbench.training.engine import build_for_run, epoch_generator, run_training, train_and_evaluate
+from recbench.data.preprocess import preprocess
+from recbench.data.protocol import InterFilter
+from recbench.data.synthetic import write_synthetic
 
 toy_models.register()
 MODEL = ("gru4rec", {"embedding_size": 16, "hidden_size": 16})

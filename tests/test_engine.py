@@ -1,4 +1,4 @@
-"""recbench.engine: protocol, prefix/sequence equivalence, resume after SIGKILL, safe and bad
+"""recbench.training.engine: protocol, prefix/sequence equivalence, resume after SIGKILL, safe and bad
 checkpoints, determinism, divergence and out-of-memory handling, the run identity in
 metrics.json, sampled evaluation, settings from config/schema.yaml; on tiny in-memory data."""
 import dataclasses
@@ -18,9 +18,10 @@ import yaml
 
 import toy_models
 from toy_models import toy_data
-from recbench import engine, sampling
-from recbench.batching import Batches, SequenceData, make_split
-from recbench.engine import (CheckpointError, TrainSettings, build_for_run, early_stopping,
+from recbench.training import engine
+from recbench.evaluation import sampling
+from recbench.training.batching import Batches, SequenceData, make_split
+from recbench.training.engine import (CheckpointError, TrainSettings, build_for_run, early_stopping,
                              run_training, train_and_evaluate, train_settings)
 from test_sampling import write_processed
 
@@ -418,7 +419,7 @@ sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 import toy_models; toy_models.register()
 from toy_models import toy_data
-from recbench.engine import run_training
+from recbench.training.engine import run_training
 res = run_training(toy_data(), {run!r}, "toy_causal", {{"sleep": {sleep}}}, {fast},
                    dataset="toy", max_len=20, seed=3)
 print(json.dumps({{k: res[k] for k in ("valid", "test", "best_epoch", "epochs_run")}}))
@@ -513,9 +514,9 @@ ML100K = Path(os.environ.get("RECBENCH_DATA_MIRROR") or TESTS.parents[1] / "shar
 def test_ml100k_causal_model_beats_popularity(tmp_path):
     """A small causal model (GRU4Rec, fast sequence mode, few epochs) must beat the popularity
     ranking on ML-100K test NDCG@10 under the full protocol (minutes on 2 CPU cores)."""
-    from recbench.preprocess import preprocess
-    from recbench.protocol import InterFilter
-    from recbench.engine import train_and_evaluate
+    from recbench.data.preprocess import preprocess
+    from recbench.data.protocol import InterFilter
+    from recbench.training.engine import train_and_evaluate
 
     preprocess(ML100K, "atomic", tmp_path / "ml-100k", InterFilter(user_min=5, item_min=5),
                "float32_minmax")

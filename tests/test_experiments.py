@@ -1,4 +1,4 @@
-"""Experiment groups (recbench/experiments.py): expansion into runs, variant names, and every
+"""Experiment groups (recbench/plan/groups.py): expansion into runs, variant names, and every
 config mistake refused with the key named, before any job runs."""
 import copy
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recbench.experiments import ConfigError, all_runs, expand_groups, group_runs
+from recbench.plan.groups import ConfigError, all_runs, expand_groups, group_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())

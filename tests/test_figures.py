@@ -1,4 +1,4 @@
-"""The figure functions (recbench/figures.py) on hand-made tables and profile cells: files are
+"""The figure functions (recbench/reporting/figures.py) on hand-made tables and profile cells: files are
 written, each model keeps its colour across figures, the paper's series is drawn where it
 exists, and a cell that ran out of memory is drawn as such."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ from matplotlib.container import BarContainer
 import pandas as pd
 import pytest
 
-from recbench import figures
-from recbench.cost import cost_tables, memory_claim, read_cells
+from recbench.reporting import figures
+from recbench.cost.cells import cost_tables, memory_claim, read_cells
 
 
 @pytest.fixture
@@ -318,8 +318,8 @@ def test_bars_legend_does_not_sit_over_the_title(tmp_path, drawn):
 
 
 def test_ablation_axis_uses_the_papers_names_on_any_dataset(tmp_path, drawn):
-    from recbench.report import paper_numbers
-    from recbench.tables import group_table
+    from recbench.reporting.paper_numbers import paper_numbers
+    from recbench.reporting.tables import group_table
 
     paper = paper_numbers(figures.Path(__file__).resolve().parents[1] / "reports"
                           / "paper_numbers.yaml")
@@ -340,9 +340,9 @@ def test_ablation_axis_uses_the_papers_names_on_any_dataset(tmp_path, drawn):
 
 
 def test_layers_figure_spells_out_the_default(tmp_path, drawn):
-    from recbench.experiments import model_defaults
-    from recbench.report import paper_numbers
-    from recbench.tables import layers_table
+    from recbench.plan.groups import model_defaults
+    from recbench.reporting.paper_numbers import paper_numbers
+    from recbench.reporting.tables import layers_table
 
     paper = paper_numbers(figures.Path(__file__).resolve().parents[1] / "reports"
                           / "paper_numbers.yaml")
@@ -413,7 +413,7 @@ def test_epoch_axes_have_integer_ticks(tmp_path, drawn):
     ("recgrela", "RecGRELA"), ("linrec", "LinRec"), ("lrurec", "LRURec"),
     ("eulerformer", "EulerFormer"), ("recblr", "RecBLR")])
 def test_authors_code_models_are_named_and_ordered_after_their_own(model, name):
-    from recbench.tables import display_name
+    from recbench.reporting.tables import display_name
 
     assert display_name(f"reference-{model}") == f"{name} (authors' code)"
     order = figures.MODEL_ORDER

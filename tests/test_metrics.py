@@ -1,11 +1,11 @@
-"""recbench.metrics against hand-computed cases and an independent plain-Python ranking."""
+"""recbench.evaluation.metrics against hand-computed cases and an independent plain-Python ranking."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from recbench.metrics import full_ranking_metrics, metrics_from_ranks, per_user_metric, target_ranks
+from recbench.evaluation.metrics import full_ranking_metrics, metrics_from_ranks, per_user_metric, target_ranks
 
 
 def test_hand_computed_ranks_and_metrics():
@@ -132,7 +132,7 @@ def test_matches_independent_loop_on_random_scores(with_ties):
 
 
 def test_chunked_ranking_matches_unchunked(monkeypatch):
-    import recbench.metrics as metrics
+    import recbench.evaluation.metrics as metrics
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randn(50, 30, generator=g)

@@ -1,16 +1,16 @@
-"""The cost grid: config -> cells (recbench/profile_grid.py), one cell's measurements and its
-limits (recbench/profiling.py), slopes and tables (recbench/cost.py)."""
+"""The cost grid: config -> cells (recbench/cost/grid.py), one cell's measurements and its
+limits (recbench/cost/measure.py), slopes and tables (recbench/cost/cells.py)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from recbench.cost import cost_tables, loglog_slope, memory_claim, read_cells, slopes
-from recbench.experiments import ConfigError
-from recbench.profile_grid import expand_profile
-from recbench.profiling import profile_cell, profile_in_subprocess
-from recbench.tables import to_markdown
+from recbench.cost.cells import cost_tables, loglog_slope, memory_claim, read_cells, slopes
+from recbench.plan.groups import ConfigError
+from recbench.cost.grid import expand_profile
+from recbench.cost.measure import profile_cell, profile_in_subprocess
+from recbench.reporting.tables import to_markdown
 
 
 def config(studies, **profile):

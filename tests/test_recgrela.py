@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from models import build_model
-from recbench import reference
+from recbench.external import authors_code as reference
 from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
                             stub_module)
 from models.recgrela import Config, RecGRELA, apply_rope, causal_conv1d_fn, rope_tables

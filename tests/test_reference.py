@@ -1,4 +1,4 @@
-"""recbench/reference.py: the authors' checkout found, checked against the pinned commit's
+"""recbench/external/authors_code.py: the authors' checkout found, checked against the pinned commit's
 hashes, imported with CPU stand-ins that leave nothing behind, and run under our contract."""
 import shutil
 import sys
@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from recbench import reference
+from recbench.external import authors_code as reference
 
 CHECKOUT = reference.find_checkout()
 needs_checkout = pytest.mark.skipif(CHECKOUT is None,

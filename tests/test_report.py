@@ -1,9 +1,9 @@
-"""recbench.report: variant names, and the paper-numbers loader's grammar and errors."""
+"""recbench.reporting.paper_numbers: variant names, and the paper-numbers loader's grammar and errors."""
 import textwrap
 
 import pytest
 
-from recbench.report import COLUMNS, paper_numbers, variant_name
+from recbench.reporting.paper_numbers import COLUMNS, paper_numbers, variant_name
 
 DEFAULTS = {"num_layers": 4, "position_encoding": "rope", "activation": None, "drop_path": 0.1,
             "dropout": 0.1, "num_heads": 4, "local_shortcut": True, "gate": True,

@@ -1,4 +1,4 @@
-"""recbench.sampling (negatives for uni100 / pop100 evaluation) and metrics'
+"""recbench.evaluation.sampling (negatives for uni100 / pop100 evaluation) and metrics'
 sampled_target_ranks, on hand-checkable data."""
 import itertools
 import json
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from toy_models import toy_data
-from recbench import sampling
-from recbench.batching import SequenceData, make_split
-from recbench.metrics import sampled_target_ranks, target_ranks
+from recbench.evaluation import sampling
+from recbench.training.batching import SequenceData, make_split
+from recbench.evaluation.metrics import sampled_target_ranks, target_ranks
 
 
 def write_processed(folder, data: SequenceData):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbench.significance import compare_to, per_user_values
+from recbench.evaluation.significance import compare_to, per_user_values
 
 
 def frame(values: dict[str, list[float]], users=None) -> pd.DataFrame:

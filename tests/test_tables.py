@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbench.report import paper_numbers
-from recbench.tables import (group_table, layers_table, main_table, run_key, runs_table,
+from recbench.reporting.paper_numbers import paper_numbers
+from recbench.reporting.tables import (group_table, layers_table, main_table, run_key, runs_table,
                              stats_table, to_latex, to_markdown, write_table)
 
 PAPER = paper_numbers(Path(__file__).resolve().parents[1] / "reports" / "paper_numbers.yaml")

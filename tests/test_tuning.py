@@ -1,4 +1,4 @@
-"""recbench.tuning and rules/tune.smk: an equal-budget Optuna study per (dataset, model) on
+"""recbench.tuning.studies and rules/tune.smk: an equal-budget Optuna study per (dataset, model) on
 tiny data (toy model, 2 epochs): the same config and seed give the same best trial; a trial
 that raises, or a worker killed with SIGKILL, loses no finished trial and its rerun fills the
 budget; two worker processes on one study use the budget exactly; the per-epoch hook prunes;
@@ -18,9 +18,10 @@ import yaml
 from optuna.trial import TrialState
 
 import toy_models
-from recbench import engine, tuning
-from recbench.experiments import ConfigError
-from recbench.tuning import Study, best_of, check_space, open_study, run_worker
+from recbench.training import engine
+from recbench.tuning import studies as tuning
+from recbench.plan.groups import ConfigError
+from recbench.tuning.studies import Study, best_of, check_space, open_study, run_worker
 from test_sampling import write_processed
 from toy_models import toy_data
 
@@ -146,7 +147,7 @@ import json, sys, torch
 sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 import toy_models; toy_models.register()
-from recbench.tuning import Study, run_worker
+from recbench.tuning.studies import Study, run_worker
 print(json.dumps(run_worker(Study(**json.loads({spec!r})), {data!r}, {worker}, {out!r})))
 """
 

@@ -15,7 +15,7 @@ from torch import nn
 
 import models
 from models.base import SequentialRecommender
-from recbench.batching import SequenceData
+from recbench.training.batching import SequenceData
 
 
 @dataclass

@@ -2,7 +2,7 @@
 efficiency claim checked against them, and the cost tables.
 
 Memory is the training step's peak: on CUDA `max_memory_reserved` (what RecBole reports, and so
-the paper's figures), on CPU the peak RSS growth of the cell's process (recbench/profiling.py).
+the paper's figures), on CPU the peak RSS growth of the cell's process (recbench/cost/measure.py).
 A slope is the least-squares slope of log y against log max_len over a model's finished cells:
 1 = linear, 2 = quadratic. `tail_slope` uses only the last two finished lengths, where fixed costs
 (item table, optimiser state) no longer hide the growth.
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recbench.reference import PREFIX as REFERENCE_PREFIX
-from recbench.tables import Table, display_name
+from recbench.external.authors_code import PREFIX as REFERENCE_PREFIX
+from recbench.reporting.tables import Table, display_name
 
 TAIL = 2                       # lengths in the tail slope: the local slope at the end
 
@@ -94,7 +94,7 @@ def memory_claim(cells: pd.DataFrame, policy: str = "stored") -> str:
     if "batch_size" in cells and cells["batch_size"].nunique() > 1:   # compared within a batch
         claims = {b: memory_claim(part, policy) for b, part in cells.groupby("batch_size")}
         return " ".join(f"Batch {b:.0f}: {c}" for b, c in claims.items() if c)
-    # the authors' code of a model (reference-*) is not a rival of ours: recbench/fidelity.py
+    # the authors' code of a model (reference-*) is not a rival of ours: recbench/reporting/fidelity.py
     # checks the claim on it alone
     same = cells[(cells["policy"] == policy) & ~cells["model"].str.startswith(REFERENCE_PREFIX)]
     varied = (same["variant"] != "default").any()

@@ -1,7 +1,7 @@
 """The paper's figures, and the ones beyond it, from the tables' CSVs and the profile cells.
 
 Figures read only what the report rules already wrote (reports/tables/*.csv: ours as mean and
-std over seeds beside the paper's value) and the profile cells (recbench/cost.py), so a figure
+std over seeds beside the paper's value) and the profile cells (recbench/cost/cells.py), so a figure
 never disagrees with its table. Every model keeps one colour and one marker in every figure
 (`model_style`); the paper's numbers, where it prints any, are drawn beside ours (hatched bars,
 hollow markers). Each figure is saved as PNG and SVG.
@@ -20,9 +20,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
-from recbench.cost import loglog_slope, memory_claim, TAIL  # noqa: E402
+from recbench.cost.cells import loglog_slope, memory_claim, TAIL  # noqa: E402
 from recbench.io import atomic_path  # noqa: E402
-from recbench.tables import display_name  # noqa: E402
+from recbench.reporting.tables import display_name  # noqa: E402
 
 # The fixed order that assigns colours and markers: the paper's models (each followed by its
 # authors' code run by RecBole, reference-<model>), then the others.

@@ -2,7 +2,7 @@
 
 This module runs in its own environment (envs/recbole-requirements.txt; RecBole 1.2.1 does not
 import under NumPy 2), started by rules/external_recbole.smk through scripts/external_recbole.py.
-Of the suite it imports only recbench.metrics and recbench.io (torch, numpy, pyarrow).
+Of the suite it imports only recbench.evaluation.metrics and recbench.io (torch, numpy, pyarrow).
 
     1. data   sequences.parquet -> {work}/recbench/recbench.inter, a RecBole atomic file with
               one line per (user, item) in the suite's chronological order and timestamp = the
@@ -17,7 +17,7 @@ Of the suite it imports only recbench.metrics and recbench.io (torch, numpy, pya
     3. test   the best-validation weights: RecBole's own evaluator on its test loader
               (`recbole_test` in metrics.json), and the per-user 1-based ranks of the test
               target from the model's full_sort_predict scores with the suite's tie rule
-              (recbench.metrics.target_ranks): `test` and test_ranks.parquet, as the engine
+              (recbench.evaluation.metrics.target_ranks): `test` and test_ranks.parquet, as the engine
               writes them, so the paired tests compare like with like. The same for `valid`.
 
 The checkpoint. RecBole's Trainer saves {config, state_dict, optimizer, ...} with torch.save
@@ -60,9 +60,9 @@ import pyarrow.parquet as pq
 import torch
 
 from recbench.io import atomic_path
-from recbench.metrics import metrics_from_ranks, target_ranks
+from recbench.evaluation.metrics import metrics_from_ranks, target_ranks
 
-log = logging.getLogger("recbench.recbole_run")
+log = logging.getLogger("recbench.external.recbole_run")
 
 DATASET = "recbench"        # RecBole's dataset name: no built-in properties file has it
 # our train settings -> RecBole's config keys
@@ -121,11 +121,11 @@ def recbole_config(spec: dict, train: dict, max_len: int, seed: int, work_dir) -
     for key, value in train.items():
         if key in ONLY and value != ONLY[key]:
             raise ValueError(f"train.{key} is {value!r}, but RecBole's runner supports only "
-                             f"{ONLY[key]!r} (recbench/recbole_run.py)")
+                             f"{ONLY[key]!r} (recbench/external/recbole_run.py)")
         if key not in TRAIN_KEYS and key not in ONLY and key not in NO_EFFECT | {
                 "valid_metric", "topk"}:
             raise ValueError(f"train.{key} has no RecBole counterpart in "
-                             f"recbench/recbole_run.py (map it in TRAIN_KEYS or refuse it)")
+                             f"recbench/external/recbole_run.py (map it in TRAIN_KEYS or refuse it)")
     topk = [int(k) for k in train.get("topk", [5, 10])]
     metric, k = train.get("valid_metric", "ndcg@10").split("@")
     if int(k) not in topk:
@@ -153,7 +153,7 @@ def recbole_config(spec: dict, train: dict, max_len: int, seed: int, work_dir) -
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    """As recbench.engine.is_out_of_memory (not imported: the engine needs the suite's env)."""
+    """As recbench.training.engine.is_out_of_memory (not imported: the engine needs the suite's env)."""
     return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
         isinstance(err, RuntimeError) and bool(re.search(
             r"(can't|cannot|could not|unable to) allocate", str(err), re.IGNORECASE)))
@@ -275,7 +275,7 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
     try:
         model_class = spec.get("recbole_model")      # a RecBole built-in, by name
         if "reference_model" in spec:                  # the authors' class, from the checkout
-            from recbench.reference import COMMIT, reference_class, reference_options
+            from recbench.external.authors_code import COMMIT, reference_class, reference_options
 
             model_class = reference_class(spec["reference_model"], checkout)
             config_dict = reference_options(checkout, spec["reference_model"]) | config_dict
@@ -378,7 +378,7 @@ def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Train one run with RecBole 1.2.1 and write "
-                                     "the results contract (recbench/recbole_run.py).")
+                                     "the results contract (recbench/external/recbole_run.py).")
     parser.add_argument("--settings", required=True, help="the run's settings, JSON")
     parser.add_argument("--sequences", required=True, help="data/processed/{dataset}/"
                         "sequences.parquet")
@@ -396,6 +396,6 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":      # python -m recbench.recbole_run (not a script in scripts/: its
+if __name__ == "__main__":      # python -m recbench.external.recbole_run (not a script in scripts/: its
     sys.exit(main())            # folder would come first on sys.path, and scripts/profile.py
                                 # shadows the standard library's profile, which torch imports)

@@ -1,6 +1,6 @@
 """The preprocess step: raw file -> data/processed/{dataset}/sequences.parquet + stats.json.
 
-Parse (recbench/parsers.py), then filter, remap and order (recbench/protocol.py); both
+Parse (recbench/data/parsers.py), then filter, remap and order (recbench/data/protocol.py); both
 outputs are computed before either is written, and each is written atomically.
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from recbench.io import sha256_of, write_json_atomic, write_parquet_atomic
-from recbench.parsers import read_interactions
-from recbench.protocol import InterFilter, build_sequences
+from recbench.data.parsers import read_interactions
+from recbench.data.protocol import InterFilter, build_sequences
 
 
 def preprocess(raw_path, fmt: str, out_dir, flt: InterFilter, time_key: str = "float32",

@@ -6,7 +6,7 @@ Reads only results and the paper's numbers, never a model or the engine:
                 epochs_run, seconds_per_epoch, peak_memory_mb (+ peak_memory_kind, device)
     test_ranks  {run_key(run): DataFrame(user_id, rank)}, each run's test_ranks.parquet
     stats       {dataset: stats.json}
-    paper       recbench.report.paper_numbers("reports/paper_numbers.yaml")
+    paper       recbench.reporting.paper_numbers.paper_numbers("reports/paper_numbers.yaml")
 
 Every table is a `Table`: display text in `cells` (rows end with a "source" level, "ours" or
 "paper"), best / second marks in `marks`, footnotes in `notes`, and the numbers in long form in
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from recbench.io import write_text_atomic
-from recbench.significance import ZERO_METHOD, compare_to, per_user_values
+from recbench.evaluation.significance import ZERO_METHOD, compare_to, per_user_values
 
 ACCURACY = ["hit@5", "ndcg@5", "mrr@5", "hit@10", "ndcg@10", "mrr@10"]
 EFFICIENCY = ["seconds_per_epoch", "gpu_memory_gb"]

@@ -3,7 +3,7 @@
 Papers that did not rank all items ranked the target among 100 sampled ones (RecBole's
 `uni100` / `pop100` eval modes). To line up with them, `train.eval_mode: uni100 | pop100`
 ranks each valid / test target among itself and the negatives stored here
-(recbench/metrics.py `sampled_target_ranks`, same pessimistic tie rule as full ranking).
+(recbench/evaluation/metrics.py `sampled_target_ranks`, same pessimistic tie rule as full ranking).
 
 The draw, for every user with a valid (resp. test) target:
   - n = 100 DISTINCT item ids, never the target and never any item of the user's whole
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recbench.batching import SequenceData, load_sequence_data, split_counts
+from recbench.training.batching import SequenceData, load_sequence_data, split_counts
 from recbench.io import atomic_path
 
 MODES = {"uni100": "uniform", "pop100": "popularity"}
@@ -223,7 +223,7 @@ def read_negatives(dataset_dir: str | Path, mode: str, data: SequenceData) -> di
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; train.eval_mode {mode!r} ranks targets "
                                 "among these stored negatives (the negatives rule writes it "
-                                "with recbench.sampling.write_negatives)")
+                                "with recbench.evaluation.sampling.write_negatives)")
     table = pq.read_table(path)
     missing = sorted({"user_id", "split", "negatives"} - set(table.column_names))
     if missing:

@@ -12,10 +12,10 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-from recbench.parsers import DataError
-from recbench.protocol import InterFilter
+from recbench.data.parsers import DataError
+from recbench.data.protocol import InterFilter
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "dataset_schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "dataset_schema.yaml"
 REGISTRY_PATH = SCHEMA_PATH.with_name("datasets.yaml")
 WHERE = "config/datasets.yaml"
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recbench.protocol import split_counts  # noqa: F401  (re-exported: one place for the rule)
+from recbench.data.protocol import split_counts  # noqa: F401  (re-exported: one place for the rule)
 
 
 @dataclass
@@ -121,7 +121,7 @@ def load_sequence_data(dataset_dir: str | Path) -> SequenceData:
 
 
 # --- the leave-one-out split ------------------------------------------------------------
-# The rule itself (legal = min(2, n - 2)) lives in ONE place: recbench.protocol.split_counts.
+# The rule itself (legal = min(2, n - 2)) lives in ONE place: recbench.data.protocol.split_counts.
 
 @dataclass
 class Split:

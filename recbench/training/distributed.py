@@ -1,12 +1,12 @@
 """Data-parallel training (PyTorch DDP) of one run with `train.processes: N > 1`.
 
     launch(N, ...)      the train rule's script: `torchrun --standalone --nproc-per-node N
-                        -m recbench.distributed SPEC` on this node, and waits
+                        -m recbench.training.distributed SPEC` on this node, and waits
     main(SPEC)          one rank: join the process group (NCCL on GPUs, gloo on the CPU), then
-                        recbench.engine.train_and_evaluate as one process would
+                        recbench.training.engine.train_and_evaluate as one process would
     current()           the Group this process belongs to (rank 0 of 1 without torchrun)
 
-What changes under DDP (recbench/engine.py; nothing changes with one process):
+What changes under DDP (recbench/training/engine.py; nothing changes with one process):
   batches   every rank draws the same shuffle (seeded by (seed, epoch)), so all see the same
             global batch of `batch_size` examples; rank r trains on its contiguous shard r of
             the N shards. Its loss is weighted by its share of the batch's loss terms (targets
@@ -141,7 +141,7 @@ def launch(processes: int, *, threads: int, stream=None, **run) -> None:
     goes to `stream` (the job's log). A failed rank raises RuntimeError naming the exit code."""
     spec = json.dumps({**run, "threads": threads})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-           f"--nproc-per-node={processes}", "-m", "recbench.distributed", spec]
+           f"--nproc-per-node={processes}", "-m", "recbench.training.distributed", spec]
     # torchrun's default for a rank is 1 thread; give each its share of the job's cores
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // processes))}
     stream = stream or sys.stderr
@@ -155,7 +155,7 @@ def launch(processes: int, *, threads: int, stream=None, **run) -> None:
 
 def main(spec: str) -> None:
     """One rank (started by torchrun): join the group, train, leave."""
-    from recbench.engine import resolved_device, train_and_evaluate, train_settings
+    from recbench.training.engine import resolved_device, train_and_evaluate, train_settings
 
     run = json.loads(spec)
     threads = run.pop("threads")

@@ -3,11 +3,11 @@
 Each study names models, window lengths and option sets; it expands into one cell per
 (model, option set, memory policy, max_len), each a Snakemake job writing
 results/profile/{device}/{policy}/{model}/{variant}/L{max_len}/B{batch}.json
-(recbench/profiling.py measures it). The `recompute` policy is added only for models that
+(recbench/cost/measure.py measures it). The `recompute` policy is added only for models that
 have activation recomputation; option sets apply to the models that have those options, as in
-the experiment groups (recbench/experiments.py).
+the experiment groups (recbench/plan/groups.py).
 
-A study may also name the authors' code, `reference-<model>` (recbench/reference.py): it is
+A study may also name the authors' code, `reference-<model>` (recbench/external/authors_code.py): it is
 measured in the same cells as ours, with the reference config's options, under the `stored`
 policy only (the reference keeps every activation) and with no option sets.
 """
@@ -17,10 +17,10 @@ import itertools
 from dataclasses import dataclass, field
 
 from models import model_class
-from recbench.experiments import ConfigError, _fields, check_model_options, model_defaults
-from recbench.profiling import supports_recompute
-from recbench.reference import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
-from recbench.report import variant_name
+from recbench.plan.groups import ConfigError, _fields, check_model_options, model_defaults
+from recbench.cost.measure import supports_recompute
+from recbench.external.authors_code import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
+from recbench.reporting.paper_numbers import variant_name
 
 
 @dataclass(frozen=True)

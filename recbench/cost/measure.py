@@ -51,7 +51,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from recbench.reference import PREFIX as REFERENCE_PREFIX, ReferenceModel
+from recbench.external.authors_code import PREFIX as REFERENCE_PREFIX, ReferenceModel
 
 POLICIES = ("stored", "recompute")
 
@@ -115,7 +115,7 @@ def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 34
                  overrides: dict | None = None, policy: str = "stored", steps: int = 3,
                  warmup: int = 1, device: str = "cpu", seed: int = 0) -> dict:
     """Measure one cell in this process (see the module docstring for each field)."""
-    from recbench.engine import build_for_run
+    from recbench.training.engine import build_for_run
 
     if policy not in POLICIES:
         raise ValueError(f"memory policy must be one of {POLICIES}, got {policy!r}")
@@ -226,7 +226,7 @@ def profile_in_subprocess(cell: dict, *, timeout_s: float, memory_limit_gb: floa
             limit = int(memory_limit_gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    cmd = [sys.executable, "-m", "recbench.profiling", json.dumps(cell)]
+    cmd = [sys.executable, "-m", "recbench.cost.measure", json.dumps(cell)]
     base = _identity(cell)
     try:
         env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})

@@ -1,7 +1,7 @@
 """A dataset's raw file into data/raw/{dataset}/: from the mirror, the network, or the generator.
 
 Order of preference for dataset `name` with registry `entry` (config/datasets.yaml):
-  1. `synthetic` format: generated here (recbench/synthetic.py), no network.
+  1. `synthetic` format: generated here (recbench/data/synthetic.py), no network.
   2. the data mirror, a local folder laid out as {mirror}/{name}/..., first match wins:
        {mirror}/{name}/{mirror_file}        e.g. a RecBole atomic file (parsed as `mirror_format`)
        {mirror}/{name}/{file}               the raw file itself (parsed as `format`)
@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from recbench.io import atomic_path, copy_atomic, sha256_of, write_json_atomic
-from recbench.parsers import DataError
+from recbench.data.parsers import DataError
 
 MIRROR_ENV = "RECBENCH_DATA_MIRROR"
 
@@ -134,10 +134,10 @@ def fetch(name: str, entry: dict, dest_dir, mirror: str | None = None,
     dest_dir.mkdir(parents=True, exist_ok=True)
     fmt = entry["format"]
     if fmt == "synthetic":
-        from recbench.synthetic import write_synthetic
+        from recbench.data.synthetic import write_synthetic
         target = dest_dir / entry["file"]
         params = write_synthetic(target, **(entry.get("synthetic") or {}))
-        manifest = {"origin": "generated (recbench.synthetic)", "params": params,
+        manifest = {"origin": "generated (recbench.data.synthetic)", "params": params,
                     "file": target.name, "format": "atomic"}
         return _finish(name, dest_dir, manifest)
 

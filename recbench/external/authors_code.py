@@ -44,7 +44,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMIT = "608a39b1da8fbd855f4099226e0f6d9fb890e83b"
 REPOSITORY = "https://github.com/TBI805/RecGRELA"
 MANIFEST = ROOT / "config" / "reference_code.sha256"

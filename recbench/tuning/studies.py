@@ -14,7 +14,7 @@ A study lives in results/tuning/{dataset}/{model}/ (Study.path):
     workers/{i}.json  what worker i did (rule tune_worker)
     best.json         the best trial's options (rule tune): the runs of variant `tuned`
 
-A trial is one run of the engine (recbench.engine.run_training) at the study's max_len and seed
+A trial is one run of the engine (recbench.training.engine.run_training) at the study's max_len and seed
 with the sampled options. Objective: validation NDCG@10 of its best-validation weights
 (maximised). After each epoch the engine's `on_epoch` hook reports that epoch's validation
 NDCG@10 and MedianPruner may stop the trial (PRUNED). A trial that runs out of memory, diverges,
@@ -53,10 +53,10 @@ import optuna
 from optuna.trial import TrialState
 
 from models import REGISTRY, model_class
-from recbench.experiments import TUNED, ConfigError, check_model_options, group_runs, model_defaults
+from recbench.plan.groups import TUNED, ConfigError, check_model_options, group_runs, model_defaults
 from recbench.io import atomic_path, write_json_atomic
 
-log = logging.getLogger("recbench.tuning")
+log = logging.getLogger("recbench.tuning.studies")
 
 TRAIN_KEYS = ("lr", "weight_decay")          # train settings a space may search
 OBJECTIVE = "ndcg@10"                        # validation metric maximised
@@ -138,7 +138,7 @@ def check_space(model: str, space: dict, external=()) -> None:
         default = 0.0 if name in TRAIN_KEYS else defaults[name]
         for value in _values(spec, key, default):
             if name in TRAIN_KEYS:
-                from recbench.engine import train_settings
+                from recbench.training.engine import train_settings
                 try:
                     train_settings({name: value})
                 except ValueError as err:
@@ -193,7 +193,7 @@ def expand_studies(config: dict, groups: dict) -> dict[tuple[str, str], Study]:
     studies = {}
     for dataset, model in pairs:
         train = config["train"] | config["train_by_dataset"].get(dataset, {}) | tuning["train"]
-        from recbench.engine import train_settings
+        from recbench.training.engine import train_settings
         try:
             settings = train_settings(train)
         except ValueError as err:
@@ -304,7 +304,7 @@ class _Objective:
         self.run = []                 # trial numbers this worker ran
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from recbench.engine import run_training
+        from recbench.training.engine import run_training
 
         s = self.study
         trial.set_user_attr("worker", self.worker)
@@ -353,8 +353,8 @@ class _Objective:
 
 def run_worker(study: Study, dataset_dir: str | Path, worker: int, out: str | Path) -> dict:
     """Worker `worker` of a study: trials until the budget is used; writes `out` (JSON)."""
-    from recbench.batching import load_sequence_data
-    from recbench.engine import train_settings
+    from recbench.training.batching import load_sequence_data
+    from recbench.training.engine import train_settings
 
     t0 = time.perf_counter()
     found = open_study(study, worker)
@@ -363,7 +363,7 @@ def run_worker(study: Study, dataset_dir: str | Path, worker: int, out: str | Pa
         data = load_sequence_data(dataset_dir)
         mode, negatives = train_settings(study.train).eval_mode, None
         if mode != "full":
-            from recbench.sampling import read_negatives
+            from recbench.evaluation.sampling import read_negatives
             negatives = read_negatives(Path(dataset_dir), mode, data)
         objective = _Objective(study, data, negatives, worker)
         found.optimize(objective, catch=(Surplus,), gc_after_trial=True,

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from recbench.parsers import DataError
+from recbench.data.parsers import DataError
 
 TIME_KEYS = ("float32", "float32_minmax", "exact")
 

@@ -2,7 +2,7 @@
 
 One run = (dataset, model, variant, max_len, seed) -> one results folder:
 
-    1. split   RecBole leave-one-out (recbench/batching.py); prefix or sequence examples.
+    1. split   RecBole leave-one-out (recbench/training/batching.py); prefix or sequence examples.
     2. train   Adam(lr, weight_decay), CE over all items, shuffled batches; the shuffle of
                epoch e comes from a generator seeded by (seed, e), so resuming needs no shuffle
                state. Non-learned models (Popularity) get `fit(training target counts)`.
@@ -11,7 +11,7 @@ One run = (dataset, model, variant, max_len, seed) -> one results folder:
                `stopping_step + 1` consecutive epochs have not improved.
     4. test    the best-validation weights, per-user ranks saved.
    Ranking (valid and test): among all items (`eval_mode: full`, the paper's), or among the
-   target and its 100 stored negatives (`uni100` / `pop100`, recbench/sampling.py).
+   target and its 100 stored negatives (`uni100` / `pop100`, recbench/evaluation/sampling.py).
 
 Settings: config/schema.yaml's `train` section holds every default and bound; `train_settings`
 validates a dict against it (filling defaults, as snakemake's validate does) into a frozen
@@ -31,7 +31,7 @@ max_len, seed) and `status`: "ok", or "oom" when training or evaluation ran out 
 OOM run writes its files with no metrics (empty history and ranks) and returns normally, so that
 a workflow goes on and the tables can say "out of memory". Any other error raises.
 
-Data-parallel (`train.processes: N > 1`, launched by recbench/distributed.py with torchrun): the
+Data-parallel (`train.processes: N > 1`, launched by recbench/training/distributed.py with torchrun): the
 same loop on every rank, each training on its shard of every global batch; rank 0 validates,
 checkpoints, tests and writes, and the others return None (see that module's docstring).
 """
@@ -60,14 +60,14 @@ import torch
 import yaml
 
 from models import build_model, model_class
-from recbench.batching import Batches, SequenceData, load_sequence_data, make_split
-from recbench.distributed import Group, batch_loss, current
+from recbench.training.batching import Batches, SequenceData, load_sequence_data, make_split
+from recbench.training.distributed import Group, batch_loss, current
 from recbench.io import atomic_path
-from recbench.metrics import metrics_from_ranks, sampled_target_ranks, target_ranks
+from recbench.evaluation.metrics import metrics_from_ranks, sampled_target_ranks, target_ranks
 
-log = logging.getLogger("recbench.engine")
+log = logging.getLogger("recbench.training.engine")
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "config" / "schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 # Settings that may change between a kill and the rerun without changing the trajectory.
 NOT_TRAJECTORY = ("epochs", "eval_batch_size", "restart_bad_checkpoint")
 CHECKPOINT_KEYS = ("epoch", "early_stopped", "resolved", "model", "optimizer", "rng", "best",
@@ -197,7 +197,7 @@ def train_epoch(model, optimizer, batches: Batches, mode: str, batch_size: int,
     """One pass over the shuffled training examples -> (sum of batch-mean losses, n batches).
 
     The sum of batch means is RecBole's logged "train loss". Under DDP (`group.world` > 1,
-    `loss_of` = recbench.distributed.batch_loss's wrapper) each rank trains on its shard of
+    `loss_of` = recbench.training.distributed.batch_loss's wrapper) each rank trains on its shard of
     every global batch, its loss weighted by its share of the batch's terms times the number
     of ranks: DDP's average of the gradients is then the global batch mean's gradient."""
     model.train()
@@ -340,10 +340,10 @@ def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
                  on_epoch=None, hyperparameters: dict | None = None) -> dict:
     """Train, validate and test one run on in-memory `data`; returns metrics.json's content.
 
-    `negatives` ({"valid", "test"}: int arrays [users of the split, n], recbench.sampling's
+    `negatives` ({"valid", "test"}: int arrays [users of the split, n], recbench.evaluation.sampling's
     order) is needed when train.eval_mode is not `full`. `on_epoch(epoch, valid metrics)` is
     called after each finished (checkpointed) epoch on rank 0; an exception it raises ends the
-    run (recbench/tuning.py prunes a trial so). `hyperparameters` says where the options came
+    run (recbench/tuning/studies.py prunes a trial so). `hyperparameters` says where the options came
     from; it lands in metrics.json's `config.hyperparameters` ({"source": "reference"} if
     omitted; {"source": "tuned", ...} for a tuned run)."""
     run_dir = Path(run_dir)
@@ -358,7 +358,7 @@ def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
     group = current()
     if cfg.processes != group.world:
         raise ValueError(f"{run_name}: train.processes is {cfg.processes} but this process is one "
-                         f"of {group.world}; launch the run with recbench.distributed.launch "
+                         f"of {group.world}; launch the run with recbench.training.distributed.launch "
                          "(the train rule does)")
     if (cfg.eval_mode == "full") != (negatives is None):
         raise ValueError(f"{run_name}: train.eval_mode {cfg.eval_mode!r} "
@@ -395,7 +395,7 @@ def train_and_evaluate(dataset_dir: str | Path, run_dir: str | Path, model_name:
     data = load_sequence_data(dataset_dir)
     negatives = None
     if cfg.eval_mode != "full":
-        from recbench.sampling import read_negatives
+        from recbench.evaluation.sampling import read_negatives
         negatives = read_negatives(dataset_dir, cfg.eval_mode, data)
     return run_training(data, run_dir, model_name, overrides, train_cfg, dataset=dataset_dir.name,
                         max_len=max_len, seed=seed, variant=variant, progress=progress,

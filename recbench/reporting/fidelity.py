@@ -1,18 +1,18 @@
 """Ours beside the authors' code: the fidelity tables (rule fidelity_table).
 
-The authors' code of a model runs as `reference-<model>` (recbench/reference.py): in the cost
-grid's cells (recbench/profiling.py) and as a run of rule external_recbole. Each of ours is set
+The authors' code of a model runs as `reference-<model>` (recbench/external/authors_code.py): in the cost
+grid's cells (recbench/cost/measure.py) and as a run of rule external_recbole. Each of ours is set
 beside its own reference:
 
     cost      per model and max_len, from the same profile cells: trainable parameters (real
               numbers: a complex one counts twice), training memory, the activations autograd
               keeps for backward, seconds per training step; memory ours / authors' - 1, and
-              whether it is within TOLERANCE. The paper's memory claim (recbench/cost.py) is
+              whether it is within TOLERANCE. The paper's memory claim (recbench/cost/cells.py) is
               checked twice: on our implementations, and on the authors' code alone.
     accuracy  per dataset, max_len and model: test NDCG@10 and HR@10 (mean ± std over seeds),
               ours minus the authors', and the paired test over the test users (each user's
               value averaged over seeds; two-sided Wilcoxon signed-rank, the direction from the
-              signed-rank sums: recbench/significance.py).
+              signed-rank sums: recbench/evaluation/significance.py).
 
 Models whose authors' code needs CUDA kernels (mamba_ssm) read "needs CUDA" in the authors'
 columns when the cells ran on a CPU. Reads only profile cells and results files.
@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from recbench.cost import memory_claim, series_label
-from recbench.reference import NEEDS_CUDA, PREFIX
-from recbench.significance import compare_to, per_user_values
-from recbench.tables import (NA, NOT_RUN, PAPER_MODELS, Table, display_name, runs_frame,
+from recbench.cost.cells import memory_claim, series_label
+from recbench.external.authors_code import NEEDS_CUDA, PREFIX
+from recbench.evaluation.significance import compare_to, per_user_values
+from recbench.reporting.tables import (NA, NOT_RUN, PAPER_MODELS, Table, display_name, runs_frame,
                              summarise)
 
 TOLERANCE = 0.10               # memory within 10% of the authors' code counts as the same
@@ -141,7 +141,7 @@ def _cost_note(study: str, device: str, cells: pd.DataFrame) -> str:
             f"training). memory = {memory}; saved activations = the distinct tensors autograd "
             f"keeps for backward in one forward (parameters not counted); params count a "
             f"complex parameter twice. 'authors'' = TBI805/RecGRELA's model files with their "
-            f"config's options (recbench/reference.py).")
+            f"config's options (recbench/external/authors_code.py).")
 
 
 def _verdict(verdicts: Mapping[str, list]) -> str:

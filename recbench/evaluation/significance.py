@@ -27,7 +27,7 @@ import torch
 from scipy.stats import wilcoxon
 from statsmodels.stats.multitest import multipletests
 
-from recbench.metrics import per_user_metric
+from recbench.evaluation.metrics import per_user_metric
 
 ZERO_METHOD = "wilcox"
 ALPHA = 0.05

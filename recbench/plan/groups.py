@@ -13,7 +13,7 @@ A group (config key `groups`) is a block of lists whose cross product gives its 
     overrides                            list of model-option dicts (default [{}]); each applies
                                          to every model of the group that has those options;
                                          `{tuned: true}` = variant `tuned`: the best options of
-                                         the model's Optuna study (recbench/tuning.py), for
+                                         the model's Optuna study (recbench/tuning/studies.py), for
                                          every model of the group with a `tuning.space`
     train                                train settings for this group only (epochs, ...)
     sweeps                               {name: partial block}: one-factor sweeps; each is
@@ -41,9 +41,9 @@ import jsonschema
 import yaml
 
 from models import REGISTRY, model_class
-from recbench.report import variant_name
+from recbench.reporting.paper_numbers import variant_name
 
-EXTERNAL_PATH = Path(__file__).resolve().parents[1] / "config" / "external_models.yaml"
+EXTERNAL_PATH = Path(__file__).resolve().parents[2] / "config" / "external_models.yaml"
 GROUP_KEYS = {"description", "paper", "datasets", "models", "max_lens", "seeds", "overrides", "train",
               "sweeps"}
 
@@ -207,7 +207,7 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
         _check_train(settings, schema, f"train_by_dataset.{dataset}")
     for model, over in config["model_overrides"].items():
         check_model_options(model, over, f"config model_overrides.{model}", external)
-    # models that have a search space (checked by recbench.tuning.check_tuning) can be tuned
+    # models that have a search space (checked by recbench.tuning.studies.check_tuning) can be tuned
     searchable = {model for model, space in config.get("tuning", {}).get("space", {}).items()
                   if space is not None} - set(external)
 
