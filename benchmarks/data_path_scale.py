@@ -114,7 +114,8 @@ def stage_preprocess(name: str, raw: Path, out: Path) -> dict:
 
 def stage_data_path(processed: Path, fraction: float, threads: int) -> dict:
     import torch
-    from recbench.training.batching import Batches, load_sequence_data, make_split
+
+    from recbench.data.batching import Batches, load_sequence_data, make_split
     from recbench.training.engine import epoch_generator
 
     torch.set_num_threads(threads)
@@ -148,7 +149,8 @@ def stage_data_path(processed: Path, fraction: float, threads: int) -> dict:
 
 def stage_model_step(processed: Path, model_name: str, steps: int, threads: int) -> dict:
     import torch
-    from recbench.training.batching import Batches, load_sequence_data, make_split
+
+    from recbench.data.batching import Batches, load_sequence_data, make_split
     from recbench.training.engine import build_for_run, epoch_generator
 
     torch.set_num_threads(threads)

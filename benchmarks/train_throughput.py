@@ -27,7 +27,7 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from recbench.training.batching import Batches, load_sequence_data, make_split
+from recbench.data.batching import Batches, load_sequence_data, make_split
 from recbench.data.preprocess import preprocess
 from recbench.data.registry import entry_filter, registry_entry
 from recbench.training.engine import build_for_run, epoch_generator

@@ -1,25 +1,14 @@
 # Config validation, the dataset registry, the experiment groups and the output lists: every
-# config mistake fails here, when the DAG is built, naming the key (recbench/plan/groups.py).
+# config mistake fails here, when the DAG is built, naming the key (recbench/workflow.py).
 from pathlib import Path
 import json
 import re
 
-import yaml
 from snakemake.utils import validate
 
 from models import REGISTRY
-from recbench.plan.groups import (
-    TUNED,
-    ConfigError,
-    all_runs,
-    expand_groups,
-    group_runs,
-    load_external_models,
-)
-from recbench.data.parsers import DataError
-from recbench.cost.grid import expand_profile
-from recbench.data.registry import check_registry, load_registry
-from recbench.tuning.studies import check_tuning, expand_studies
+from recbench.plan.groups import TUNED, group_runs
+from recbench.workflow import Workflow
 
 validate(
     config, schema="../config/schema.yaml"
@@ -28,38 +17,20 @@ validate(
 CONFIG_DIR = Path(workflow.basedir) / "config"
 # every rule runs in the project's one environment (with --sdm conda; else the active one)
 ENVIRONMENT = "../environment.yml"
-# the shipped registry and the config's additions, each entry checked against
-# config/dataset_schema.yaml (defaults filled in); a bad entry names the dataset and the key
-try:
-    DATASETS = check_registry(
-        load_registry(CONFIG_DIR / "datasets.yaml") | config["dataset_registry"],
-        where="config/datasets.yaml or config 'dataset_registry'",
-    )
-except DataError as err:
-    raise ValueError(str(err)) from None
-
-try:
-    # models made by a rule outside the engine (rules/external_*.smk), not in REGISTRY
-    EXTERNAL = load_external_models(CONFIG_DIR / "external_models.yaml")
-    check_tuning(config, EXTERNAL)  # search spaces: options, ranges (rules/tune.smk)
-    GROUPS = expand_groups(
-        config,
-        yaml.safe_load((CONFIG_DIR / "schema.yaml").read_text()),
-        DATASETS,
-        EXTERNAL,
-    )
-    # {(dataset, model): Study}: the hyperparameter searches of variant tuned (rules/tune.smk)
-    STUDIES = expand_studies(config, GROUPS)
-except ConfigError as err:
-    raise ValueError(str(err)) from None
-RUNS = all_runs(GROUPS)
-try:
-    PROFILE = expand_profile(config)  # {study: [ProfileCell]}
-except ConfigError as err:
-    raise ValueError(str(err)) from None
-PROFILE_CELLS = {cell.path: cell for cells in PROFILE.values() for cell in cells}
-# the datasets to preprocess: those of the runs, and the top-level list (data-only configs)
-USED_DATASETS = sorted({run.dataset for run in RUNS.values()} | set(config["datasets"]))
+# the config checked and expanded: the dataset registry (each entry checked against
+# config/dataset_schema.yaml), external models, groups -> runs, tuning studies, cost cells;
+# a mistake names the key (recbench/workflow.py)
+WORKFLOW = Workflow.load(config, CONFIG_DIR)
+DATASETS = WORKFLOW.datasets
+# models made by a rule outside the engine (rules/external_*.smk), not in REGISTRY
+EXTERNAL = WORKFLOW.external
+GROUPS = WORKFLOW.groups
+RUNS = WORKFLOW.runs
+# {(dataset, model): Study}: the hyperparameter searches of variant tuned (rules/tune.smk)
+STUDIES = WORKFLOW.studies
+PROFILE = WORKFLOW.profile  # {study: [ProfileCell]}
+PROFILE_CELLS = WORKFLOW.profile_cells
+USED_DATASETS = WORKFLOW.used_datasets
 
 
 wildcard_constraints:
@@ -80,13 +51,13 @@ def dataset_entry(wildcards):
 
 def run_of(wildcards):
     """The Run behind a train job's wildcards (only configured runs can be built)."""
-    path = (
-        f"results/{wildcards.dataset}/{wildcards.model}/{wildcards.variant}/"
-        f"L{wildcards.max_len}/seed{wildcards.seed}"
+    return WORKFLOW.run(
+        wildcards.dataset,
+        wildcards.model,
+        wildcards.variant,
+        wildcards.max_len,
+        wildcards.seed,
     )
-    if path not in RUNS:
-        raise ValueError(f"{path} is not a run of the configured groups {list(GROUPS)}")
-    return RUNS[path]
 
 
 def train_inputs(wildcards):
@@ -166,26 +137,12 @@ def group_test_ranks(wildcards):
 
 
 def group_layout(wildcards):
-    """What the group table script needs: the paper block and the runs of each section."""
-    return {
-        "paper": config["groups"][wildcards.group].get("paper"),
-        "description": config["groups"][wildcards.group].get("description", ""),
-        "sections": {
-            section: [run.identity() for run in runs]
-            for section, runs in GROUPS[wildcards.group].items()
-        },
-    }
+    return WORKFLOW.group_layout(wildcards.group)
 
 
 def study_of(wildcards):
     """The study behind a tune job's wildcards, as the rule's params (a dict)."""
-    key = (wildcards.dataset, wildcards.model)
-    if key not in STUDIES:
-        raise ValueError(
-            f"results/tuning/{key[0]}/{key[1]} is not a study of the configured groups "
-            "(a group asks for it with overrides [{tuned: true}])"
-        )
-    return STUDIES[key].as_dict()
+    return WORKFLOW.study(wildcards.dataset, wildcards.model).as_dict()
 
 
 def study_workers(wildcards):
@@ -222,24 +179,14 @@ def tuning_outputs():
 
 def profile_of(wildcards):
     """The profile cell behind a profile job's wildcards, as profile_cell's arguments."""
-    path = (
-        f"results/profile/{wildcards.device}/{wildcards.policy}/{wildcards.model}/"
-        f"{wildcards.variant}/L{wildcards.max_len}/B{wildcards.batch}.json"
+    return WORKFLOW.cell_arguments(
+        wildcards.device,
+        wildcards.policy,
+        wildcards.model,
+        wildcards.variant,
+        wildcards.max_len,
+        wildcards.batch,
     )
-    if path not in PROFILE_CELLS:
-        raise ValueError(f"{path} is not a cell of the configured profile studies")
-    cell = PROFILE_CELLS[path]
-    return {
-        "model": cell.model,
-        "overrides": cell.overrides,
-        "policy": cell.policy,
-        "max_len": cell.max_len,
-        "batch_size": cell.batch_size,
-        "device": cell.device,
-        "n_items": config["profile"]["n_items"],
-        "steps": config["profile"]["steps"],
-        "warmup": config["profile"]["warmup"],
-    }
 
 
 def study_description(wildcards):
@@ -256,42 +203,19 @@ def study_cells(wildcards):
 
 
 def group_figure_kind(group):
-    """How a group is drawn (recbench/reporting/figures.py); None = no figure of its own (Table 2 is
-    drawn as Fig. 3, against the cost grid)."""
-    spec = config["groups"][group]
-    if spec.get("paper") == "table2":
-        return None
-    if spec.get("sweeps"):
-        return "sensitivity"
-    if spec.get("paper"):
-        return "bars"
-    runs = group_runs(GROUPS, group)
-    if len({run.max_len for run in runs}) > 1:
-        return "accuracy_length"
-    if len({run.model for run in runs}) > 1:
-        return None  # bars draw one model's variants (a tuned group: its table only)
-    return "bars"
+    return WORKFLOW.group_figure_kind(group)
 
 
-FIGURE_GROUPS = [g for g in GROUPS if group_figure_kind(g)]
-MAIN_GROUPS = [g for g in GROUPS if config["groups"][g].get("paper") == "table2"]
+FIGURE_GROUPS = WORKFLOW.figure_groups
+MAIN_GROUPS = WORKFLOW.main_groups
 
 
 def study_axis(study):
-    """The x axis of a study's figure: max_len when the study has several, else the one
-    option its option sets vary."""
-    spec = config["profile"]["studies"][study]
-    if len(spec["max_lens"]) > 1:
-        return "max_len"
-    sets = spec.get("overrides", [{}])
-    varied = {
-        k for over in sets for k in over if len({str(o.get(k)) for o in sets}) > 1
-    }
-    return varied.pop() if len(varied) == 1 else "max_len"
+    return WORKFLOW.study_axis(study)
 
 
 def main_max_len(group):
-    return min(run.max_len for run in group_runs(GROUPS, group))
+    return WORKFLOW.main_max_len(group)
 
 
 def figure_outputs():

@@ -3,7 +3,10 @@
 # each file checked against config/reference_code.sha256; the reference-* external models
 # (config/external_models.yaml) train it, the profile rule measures it, and rule
 # fidelity_table sets both side by side.
-from recbench.external.authors_code import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
+from recbench.external.catalogue import (
+    MODELS as REFERENCE_MODELS,
+    PREFIX as REFERENCE_PREFIX,
+)
 
 REFERENCE_DIR = "resources/RecGRELA"
 
@@ -23,18 +26,8 @@ rule reference_code:
 
 # Ours beside the authors' code: the profile studies that measure a reference-<model> and the
 # runs of the groups that train one (our model and its reference), in one set of tables.
-FIDELITY_STUDIES = [
-    study
-    for study, cells in PROFILE.items()
-    if any(cell.model.startswith(REFERENCE_PREFIX) for cell in cells)
-]
-FIDELITY_RUNS = [
-    run
-    for group in GROUPS
-    if any(run.model.startswith(REFERENCE_PREFIX) for run in group_runs(GROUPS, group))
-    for run in group_runs(GROUPS, group)
-    if run.model.removeprefix(REFERENCE_PREFIX) in REFERENCE_MODELS
-]
+FIDELITY_STUDIES = WORKFLOW.fidelity_studies
+FIDELITY_RUNS = WORKFLOW.fidelity_runs
 
 
 rule fidelity_table:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 from recbench.reporting.paper_numbers import paper_numbers
+from recbench.reporting.paper_tables import stats_table
+from recbench.reporting.render import write_table
 from recbench.rule_script import run_rule
-from recbench.reporting.tables import stats_table, write_table
 
 
 def main(stats_files: list[str], paper_yaml: str, out) -> None:

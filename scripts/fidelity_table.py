@@ -3,9 +3,10 @@ fidelity.*: the cost of the profile studies that measure both, the test accuracy
 that train both, each with its paired comparison (recbench/reporting/fidelity.py)."""
 from recbench.cost.cells import read_cells
 from recbench.reporting.fidelity import accuracy_table, cost_table
+from recbench.reporting.render import write_table
+from recbench.reporting.tables import run_key
 from recbench.results import read_run, read_test_ranks
 from recbench.rule_script import run_rule
-from recbench.reporting.tables import run_key, write_table
 
 
 def main(studies: dict, metrics_files: list[str], out) -> None:

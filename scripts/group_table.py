@@ -7,10 +7,11 @@ or max_len values when only the window length varies. Every run and its per-user
 checked against the results contract (recbench/results.py) whatever rule wrote them.
 """
 from recbench.reporting.paper_numbers import paper_numbers
+from recbench.reporting.paper_tables import group_table, layers_table, main_table
+from recbench.reporting.render import write_table
+from recbench.reporting.tables import Table, run_key
 from recbench.results import read_run, read_test_ranks
 from recbench.rule_script import run_rule
-from recbench.reporting.tables import (Table, group_table, layers_table, main_table, run_key,
-                             write_table)
 
 
 def section_tables(block, members, runs, ranks, paper) -> list[Table]:

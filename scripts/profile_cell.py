@@ -6,8 +6,8 @@ holds its measurements, or status oom / timeout / error with the reason (recbenc
 import json
 import sys
 
-from recbench.io import write_json_atomic
 from recbench.cost.measure import profile_in_subprocess
+from recbench.io import write_json_atomic
 from recbench.rule_script import run_rule
 
 

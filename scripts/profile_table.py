@@ -1,8 +1,9 @@
 """Rule profile_table: a study's profile cells -> reports/tables/profile_{study}.* (memory,
 time per step, FLOPs and the fitted log-log slopes; OOM and timeout cells with their limits)."""
-from recbench.cost.cells import cost_tables, read_cells
+from recbench.cost.cells import read_cells
+from recbench.reporting.cost_tables import cost_tables
+from recbench.reporting.render import write_table
 from recbench.rule_script import run_rule
-from recbench.reporting.tables import write_table
 
 
 def main(cells: list[str], study: str, description: str, out) -> None:

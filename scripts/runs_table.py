@@ -5,9 +5,10 @@ setting, epochs, time, memory and device; each run's identity is read from its m
 checked against the results contract (recbench/results.py) whatever rule wrote it.
 """
 from recbench.reporting.paper_numbers import paper_numbers
+from recbench.reporting.paper_tables import runs_table
+from recbench.reporting.render import write_table
 from recbench.results import read_run
 from recbench.rule_script import run_rule
-from recbench.reporting.tables import runs_table, write_table
 
 
 def main(metrics_files: list[str], paper_yaml: str, out) -> None:

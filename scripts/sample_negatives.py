@@ -1,13 +1,13 @@
 """Rule sample_negatives: a processed dataset -> negatives_{uni100,pop100}.parquet beside it.
 
-100 negatives per evaluated user, drawn once (recbench/evaluation/sampling.py), so that every model,
+100 negatives per evaluated user, drawn once (recbench/data/sampling.py), so that every model,
 epoch and run with `train.eval_mode` uni100 / pop100 ranks its target among the same items.
 """
 import sys
 from pathlib import Path
 
+from recbench.data.sampling import write_negatives
 from recbench.rule_script import run_rule
-from recbench.evaluation.sampling import write_negatives
 
 SEED = 2020   # fixed: the negatives are part of the dataset, not of a run
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from recbench.training.distributed import launch
-from recbench.training.engine import train_and_evaluate, train_settings
 from recbench.rule_script import run_rule
-from recbench.tuning.studies import tuned_run
+from recbench.training.engine import train_and_evaluate
+from recbench.training.launch import launch
+from recbench.training.settings import train_settings
+from recbench.tuning.worker import tuned_run
 
 
 def main(dataset_dir: str, run_dir: str, wildcards, overrides: dict, train: dict,

@@ -15,7 +15,9 @@ import torch
 
 from recbench.io import write_json_atomic
 from recbench.rule_script import run_rule
-from recbench.tuning.studies import Study, best_of, plot_study, run_worker, write_table
+from recbench.tuning.report import plot_study, write_tuning_table
+from recbench.tuning.studies import Study
+from recbench.tuning.worker import best_of, run_worker
 
 
 def worker(sm) -> None:
@@ -32,7 +34,7 @@ def best(sm) -> None:
 
 
 def table(sm) -> None:
-    write_table([json.loads(Path(p).read_text()) for p in sm.input],
+    write_tuning_table([json.loads(Path(p).read_text()) for p in sm.input],
                 sm.output.md, sm.output.csv, sm.output.tex)
 
 

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from model_contract import CHECKS, builder, make_batch
 from torch import nn
 
 import models
 from models.base import SequentialRecommender
-from recbench.training import engine
+from recbench.data.batching import SequenceData
 from recbench.plan import groups as experiments
-from recbench.training.batching import SequenceData
-from test_model_contract import CHECKS, builder, make_batch
+from recbench.training import engine
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "adding_a_model.md"

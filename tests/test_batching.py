@@ -1,4 +1,4 @@
-"""recbench.training.batching: RecBole's leave-one-out split and batch gathers vs explicit Python loops."""
+"""recbench.data.batching: RecBole's leave-one-out split and batch gathers vs explicit Python loops."""
 import json
 
 import numpy as np
@@ -7,8 +7,15 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from recbench.training.batching import (SequenceData, history_batch, load_sequence_data, make_split,
-                               split_counts, user_start_of, window_batch)
+from recbench.data.batching import (
+    SequenceData,
+    history_batch,
+    load_sequence_data,
+    make_split,
+    split_counts,
+    user_start_of,
+    window_batch,
+)
 
 
 def _recbole_split(sequences, max_len):

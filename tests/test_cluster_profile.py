@@ -16,7 +16,8 @@ import pytest
 import torch
 import yaml
 
-from recbench.training.engine import NOT_TRAJECTORY, train_and_evaluate
+from recbench.training.checkpoint import NOT_TRAJECTORY
+from recbench.training.engine import train_and_evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())

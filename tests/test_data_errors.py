@@ -17,8 +17,16 @@ from recbench.data.download import FetchError, extract_member, fetch
 from recbench.data.parsers import FORMATS, DataError, read_interactions
 from recbench.data.preprocess import preprocess
 from recbench.data.protocol import TIME_KEYS, InterFilter
-from recbench.data.registry import (SCHEMA_PATH, allowed_keys, check_entry, check_registry,
-                               entry_filter, entry_schema, load_registry, registry_entry)
+from recbench.data.registry import (
+    SCHEMA_PATH,
+    allowed_keys,
+    check_entry,
+    check_registry,
+    entry_filter,
+    entry_schema,
+    load_registry,
+    registry_entry,
+)
 from recbench.data.synthetic import DEFAULTS
 
 ROOT = Path(__file__).parents[1]

@@ -4,10 +4,15 @@ import pandas as pd
 import pytest
 from recbole_reference import recbole_filter, recbole_leave_one_out, recbole_sequences
 
-from recbench.io import write_parquet_atomic
 from recbench.data.preprocess import load_sequences
-from recbench.data.protocol import (InterFilter, build_sequences, filter_by_inter_num, split_counts,
-                               split_targets)
+from recbench.data.protocol import (
+    InterFilter,
+    build_sequences,
+    filter_by_inter_num,
+    split_counts,
+    split_targets,
+)
+from recbench.io import write_parquet_atomic
 
 
 def frame(rows):

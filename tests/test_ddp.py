@@ -10,15 +10,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 import toy_models
 from toy_models import toy_data
-from recbench.training.batching import Batches, make_split
-from recbench.training.distributed import Group, launch
-from recbench.training.engine import build_for_run, epoch_generator, run_training, train_and_evaluate
+
+from recbench.data.batching import Batches, make_split
 from recbench.data.preprocess import preprocess
 from recbench.data.protocol import InterFilter
 from recbench.data.synthetic import write_synthetic
+from recbench.training.distributed import Group
+from recbench.training.engine import (
+    build_for_run,
+    epoch_generator,
+    run_training,
+    train_and_evaluate,
+)
+from recbench.training.launch import launch
 
 toy_models.register()
 MODEL = ("gru4rec", {"embedding_size": 16, "hidden_size": 16})

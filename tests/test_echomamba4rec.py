@@ -10,13 +10,17 @@ import types
 
 import pytest
 import torch
+from reference_code import (
+    REFERENCE_DIR,
+    import_reference_model,
+    largest_readout_difference,
+    stub_module,
+)
+from slow_reference import lin, ln, sigmoid, silu, slow_mamba, softplus
 
 from models import build_model
 from models.echomamba4rec import EchoMamba4Rec, SpectralFilter
 from models.mamba4rec import MambaBlock
-from slow_reference import lin, ln, sigmoid, silu, slow_mamba, softplus
-from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
-                            stub_module)
 
 torch.set_num_threads(1)
 f64 = torch.float64

@@ -14,16 +14,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
-
 import toy_models
-from toy_models import toy_data
+import yaml
+from toy_models import toy_data, write_processed
+
+from recbench.data import sampling
+from recbench.data.batching import Batches, SequenceData, make_split
 from recbench.training import engine
-from recbench.evaluation import sampling
-from recbench.training.batching import Batches, SequenceData, make_split
-from recbench.training.engine import (CheckpointError, TrainSettings, build_for_run, early_stopping,
-                             run_training, train_and_evaluate, train_settings)
-from test_sampling import write_processed
+from recbench.training.checkpoint import CheckpointError, set_rng_state
+from recbench.training.engine import build_for_run, early_stopping, run_training, train_and_evaluate
+from recbench.training.settings import TrainSettings, train_settings
 
 toy_models.register()
 TESTS = Path(__file__).parent
@@ -316,9 +316,9 @@ def test_checkpoint_holds_only_tensors_and_plain_values(tmp_path):
     # the stored states restore the generators exactly
     import random
     random.seed(99), np.random.seed(99)
-    engine._set_rng_state(rng, torch.device("cpu"))
+    set_rng_state(rng, torch.device("cpu"))
     a = (random.random(), np.random.random_sample(), torch.rand(()).item())
-    engine._set_rng_state(rng, torch.device("cpu"))
+    set_rng_state(rng, torch.device("cpu"))
     assert (random.random(), np.random.random_sample(), torch.rand(()).item()) == a
 
 
@@ -418,7 +418,7 @@ import json, sys, torch
 sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 import toy_models; toy_models.register()
-from toy_models import toy_data
+from toy_models import toy_data, write_processed
 from recbench.training.engine import run_training
 res = run_training(toy_data(), {run!r}, "toy_causal", {{"sleep": {sleep}}}, {fast},
                    dataset="toy", max_len=20, seed=3)

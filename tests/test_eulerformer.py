@@ -12,11 +12,16 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_code import (
+    REFERENCE_DIR,
+    RecBoleBase,
+    import_reference_model,
+    largest_readout_difference,
+    stub_module,
+)
 
 from models import build_model
 from models.eulerformer import EulerFormer, phase_contrastive
-from reference_code import (REFERENCE_DIR, RecBoleBase, import_reference_model,
-                            largest_readout_difference, stub_module)
 
 torch.set_num_threads(1)
 f64 = torch.float64

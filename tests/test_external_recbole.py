@@ -24,11 +24,11 @@ import pytest
 import yaml
 
 from models import REGISTRY
-from recbench.external import authors_code as reference
-from recbench.plan.groups import ConfigError, expand_groups, group_runs, load_external_models
 from recbench.data.parsers import read_interactions
 from recbench.data.protocol import InterFilter, build_sequences
+from recbench.external import authors_code as reference
 from recbench.external.recbole_run import recbole_config, write_atomic_inter
+from recbench.plan.groups import ConfigError, expand_groups, group_runs, load_external_models
 from recbench.results import check_run_dir
 
 ROOT = Path(__file__).resolve().parents[1]

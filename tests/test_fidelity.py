@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-from recbench.external import authors_code as reference
 from recbench.cost.cells import read_cells
-from recbench.plan.groups import ConfigError
-from recbench.reporting.fidelity import accuracy_table, cost_table
 from recbench.cost.grid import expand_profile
 from recbench.cost.measure import count_parameters, profile_in_subprocess, saved_activation_mb
-from recbench.reporting.tables import to_markdown
+from recbench.external import authors_code as reference
+from recbench.plan.groups import ConfigError
+from recbench.reporting.fidelity import accuracy_table, cost_table
+from recbench.reporting.render import to_markdown
 
 needs_checkout = pytest.mark.skipif(reference.find_checkout() is None,
                                     reason=f"no reference checkout in {reference.candidates()}")
@@ -166,7 +166,7 @@ def test_identical_rankings_show_no_difference_and_a_missing_side_reads_not_run(
 
 def test_the_figure_draws_the_panels_the_table_has(tmp_path):
     from recbench.reporting.figures import fidelity_figure
-    from recbench.reporting.tables import write_table
+    from recbench.reporting.render import write_table
 
     cells = write_cells(tmp_path, [
         {"model": "recgrela", "max_len": 200, "peak_rss_mb": 1050.0},

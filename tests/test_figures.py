@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 
 import matplotlib.colors as mcolors
-from matplotlib.collections import PathCollection
-from matplotlib.container import BarContainer
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.container import BarContainer
 
+from recbench.cost.cells import memory_claim, read_cells
 from recbench.reporting import figures
-from recbench.cost.cells import cost_tables, memory_claim, read_cells
+from recbench.reporting.cost_tables import cost_tables
 
 
 @pytest.fixture
@@ -319,7 +320,7 @@ def test_bars_legend_does_not_sit_over_the_title(tmp_path, drawn):
 
 def test_ablation_axis_uses_the_papers_names_on_any_dataset(tmp_path, drawn):
     from recbench.reporting.paper_numbers import paper_numbers
-    from recbench.reporting.tables import group_table
+    from recbench.reporting.paper_tables import group_table
 
     paper = paper_numbers(figures.Path(__file__).resolve().parents[1] / "reports"
                           / "paper_numbers.yaml")
@@ -342,7 +343,7 @@ def test_ablation_axis_uses_the_papers_names_on_any_dataset(tmp_path, drawn):
 def test_layers_figure_spells_out_the_default(tmp_path, drawn):
     from recbench.plan.groups import model_defaults
     from recbench.reporting.paper_numbers import paper_numbers
-    from recbench.reporting.tables import layers_table
+    from recbench.reporting.paper_tables import layers_table
 
     paper = paper_numbers(figures.Path(__file__).resolve().parents[1] / "reports"
                           / "paper_numbers.yaml")
@@ -413,7 +414,7 @@ def test_epoch_axes_have_integer_ticks(tmp_path, drawn):
     ("recgrela", "RecGRELA"), ("linrec", "LinRec"), ("lrurec", "LRURec"),
     ("eulerformer", "EulerFormer"), ("recblr", "RecBLR")])
 def test_authors_code_models_are_named_and_ordered_after_their_own(model, name):
-    from recbench.reporting.tables import display_name
+    from recbench.names import display_name
 
     assert display_name(f"reference-{model}") == f"{name} (authors' code)"
     order = figures.MODEL_ORDER

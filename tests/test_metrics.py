@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from recbench.evaluation.metrics import full_ranking_metrics, metrics_from_ranks, per_user_metric, target_ranks
+from recbench.evaluation.metrics import (
+    full_ranking_metrics,
+    metrics_from_ranks,
+    per_user_metric,
+    target_ranks,
+)
 
 
 def test_hand_computed_ranks_and_metrics():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from recbench.reporting.paper_numbers import paper_numbers, variant_name
+from recbench.plan.variants import variant_name
+from recbench.reporting.paper_numbers import paper_numbers
 
 PAPER = paper_numbers(Path(__file__).resolve().parents[1] / "reports" / "paper_numbers.yaml")
 DATASETS = ["ml-1m", "ml-20m", "ml-32m", "lfm-1b", "netflix"]

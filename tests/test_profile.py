@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from recbench.cost.cells import cost_tables, loglog_slope, memory_claim, read_cells, slopes
-from recbench.plan.groups import ConfigError
+from recbench.cost.cells import loglog_slope, memory_claim, read_cells, slopes
 from recbench.cost.grid import expand_profile
 from recbench.cost.measure import profile_cell, profile_in_subprocess
-from recbench.reporting.tables import to_markdown
+from recbench.plan.groups import ConfigError
+from recbench.reporting.cost_tables import cost_tables
+from recbench.reporting.render import to_markdown
 
 
 def config(studies, **profile):

@@ -12,12 +12,16 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
+from reference_code import (
+    REFERENCE_DIR,
+    import_reference_model,
+    largest_readout_difference,
+    stub_module,
+)
 
 from models import build_model
-from recbench.external import authors_code as reference
-from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
-                            stub_module)
 from models.recgrela import Config, RecGRELA, apply_rope, causal_conv1d_fn, rope_tables
+from recbench.external import authors_code as reference
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,8 @@ import textwrap
 
 import pytest
 
-from recbench.reporting.paper_numbers import COLUMNS, paper_numbers, variant_name
+from recbench.plan.variants import variant_name
+from recbench.reporting.paper_numbers import COLUMNS, paper_numbers
 
 DEFAULTS = {"num_layers": 4, "position_encoding": "rope", "activation": None, "drop_path": 0.1,
             "dropout": 0.1, "num_heads": 4, "local_shortcut": True, "gate": True,

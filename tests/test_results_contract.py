@@ -12,8 +12,16 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from recbench.results import (SCHEMA_PATH, ResultsError, check_metrics, check_run_dir,
-                              read_run, read_test_ranks, required_fields, results_schema)
+from recbench.results import (
+    SCHEMA_PATH,
+    ResultsError,
+    check_metrics,
+    check_run_dir,
+    read_run,
+    read_test_ranks,
+    required_fields,
+    results_schema,
+)
 
 ROOT = Path(__file__).parents[1]
 RUN = {"dataset": "tiny", "model": "recbole-sasrec", "variant": "default", "max_len": 20,

@@ -1,4 +1,4 @@
-"""recbench.evaluation.sampling (negatives for uni100 / pop100 evaluation) and metrics'
+"""recbench.data.sampling (negatives for uni100 / pop100 evaluation) and metrics'
 sampled_target_ranks, on hand-checkable data."""
 import itertools
 import json
@@ -8,21 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from toy_models import toy_data, write_processed
 
-from toy_models import toy_data
-from recbench.evaluation import sampling
-from recbench.training.batching import SequenceData, make_split
+from recbench.data import sampling
+from recbench.data.batching import SequenceData, make_split
 from recbench.evaluation.metrics import sampled_target_ranks, target_ranks
-
-
-def write_processed(folder, data: SequenceData):
-    """The two files of a processed dataset the engine reads (sequences.parquet, stats.json)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lists = [data.items[a:b].tolist() for a, b in zip(data.offsets[:-1], data.offsets[1:])]
-    pq.write_table(pa.table({"user_id": pa.array(data.user_ids.astype(str), pa.string()),
-                             "item_index": pa.array(lists, pa.list_(pa.int64()))}),
-                   folder / "sequences.parquet")
-    (folder / "stats.json").write_text(json.dumps({"n_items": data.n_items - 1}))
 
 
 def sequence_of(data, u):

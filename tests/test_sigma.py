@@ -7,13 +7,17 @@ import types
 
 import pytest
 import torch
+from reference_code import (
+    REFERENCE_DIR,
+    import_reference_model,
+    largest_readout_difference,
+    stub_module,
+)
+from slow_reference import lin, ln, sigmoid, silu, slow_mamba, softplus
 
 from models import build_model
 from models.mamba4rec import MambaBlock
 from models.sigma import SIGMA, pf_flip
-from slow_reference import lin, ln, sigmoid, silu, slow_mamba, softplus
-from reference_code import (REFERENCE_DIR, import_reference_model, largest_readout_difference,
-                            stub_module)
 
 torch.set_num_threads(1)
 f64 = torch.float64

@@ -8,8 +8,15 @@ import pandas as pd
 import pytest
 
 from recbench.reporting.paper_numbers import paper_numbers
-from recbench.reporting.tables import (group_table, layers_table, main_table, run_key, runs_table,
-                             stats_table, to_latex, to_markdown, write_table)
+from recbench.reporting.paper_tables import (
+    group_table,
+    layers_table,
+    main_table,
+    runs_table,
+    stats_table,
+)
+from recbench.reporting.render import to_latex, to_markdown, write_table
+from recbench.reporting.tables import run_key
 
 PAPER = paper_numbers(Path(__file__).resolve().parents[1] / "reports" / "paper_numbers.yaml")
 USERS = [f"u{i}" for i in range(200)]

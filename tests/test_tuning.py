@@ -14,16 +14,16 @@ from pathlib import Path
 
 import optuna
 import pytest
+import toy_models
 import yaml
 from optuna.trial import TrialState
+from toy_models import toy_data, write_processed
 
-import toy_models
-from recbench.training import engine
-from recbench.tuning import studies as tuning
 from recbench.plan.groups import ConfigError
-from recbench.tuning.studies import Study, best_of, check_space, open_study, run_worker
-from test_sampling import write_processed
-from toy_models import toy_data
+from recbench.training import engine
+from recbench.tuning import worker as tuning
+from recbench.tuning.studies import Study, check_space
+from recbench.tuning.worker import best_of, open_study, run_worker
 
 toy_models.register()
 TESTS = Path(__file__).parent
@@ -147,7 +147,8 @@ import json, sys, torch
 sys.path.insert(0, {tests!r})
 torch.set_num_threads(1)
 import toy_models; toy_models.register()
-from recbench.tuning.studies import Study, run_worker
+from recbench.tuning.studies import Study
+from recbench.tuning.worker import run_worker
 print(json.dumps(run_worker(Study(**json.loads({spec!r})), {data!r}, {worker}, {out!r})))
 """
 

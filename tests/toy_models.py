@@ -1,4 +1,5 @@
-"""Tiny models for engine tests only (not part of the suite).
+"""Tiny models and data for engine tests only (not part of the suite); `write_processed` puts
+toy data where the engine reads a processed dataset.
 
 ToyCausal:    h_t = W · mean(e_1 .. e_t), then dropout: hidden[:, t] sees items <= t only.
 ToyNonCausal: every position gets the mean over the WHOLE real sequence (sees the future; more
@@ -6,16 +7,19 @@ ToyNonCausal: every position gets the mean over the WHOLE real sequence (sees th
 Options: `sleep` slows each training step (resume test), `nan_after_calls` makes the output NaN
 after that many training forward calls (divergence test).
 """
+import json
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch import nn
 
 import models
 from models.base import SequentialRecommender
-from recbench.training.batching import SequenceData
+from recbench.data.batching import SequenceData
 
 
 @dataclass
@@ -79,3 +83,13 @@ def toy_data(n_users=40, n_items=30, seed=0, min_len=4, max_len=16) -> SequenceD
         seqs.append(s)
     users = [f"user{u}" for u in range(n_users)]
     return SequenceData.from_lists(seqs, n_items=n_items, user_ids=users)
+
+
+def write_processed(folder, data: SequenceData):
+    """The two files of a processed dataset the engine reads (sequences.parquet, stats.json)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lists = [data.items[a:b].tolist() for a, b in zip(data.offsets[:-1], data.offsets[1:])]
+    pq.write_table(pa.table({"user_id": pa.array(data.user_ids.astype(str), pa.string()),
+                             "item_index": pa.array(lists, pa.list_(pa.int64()))}),
+                   folder / "sequences.parquet")
+    (folder / "stats.json").write_text(json.dumps({"n_items": data.n_items - 1}))

@@ -1,5 +1,5 @@
 """The cost grid's cells (results/profile/.../*.json) as a frame, fitted slopes, the paper's
-efficiency claim checked against them, and the cost tables.
+efficiency claim checked against them (the tables: recbench/reporting/cost_tables.py).
 
 Memory is the training step's peak: on CUDA `max_memory_reserved` (what RecBole reports, and so
 the paper's figures), on CPU the peak RSS growth of the cell's process (recbench/cost/measure.py).
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recbench.external.authors_code import PREFIX as REFERENCE_PREFIX
-from recbench.reporting.tables import Table, display_name
+from recbench.external.catalogue import PREFIX as REFERENCE_PREFIX
+from recbench.names import display_name
 
 TAIL = 2                       # lengths in the tail slope: the local slope at the end
 
@@ -147,55 +147,3 @@ def memory_claim(cells: pd.DataFrame, policy: str = "stored") -> str:
         text += ". Did not finish: " + ", ".join(
             f"{r.label} ({r.status.upper()} at L={r.max_len})" for r in first.itertuples())
     return text + "."
-
-
-def _wide(cells: pd.DataFrame, value: str, fmt: str) -> pd.DataFrame:
-    def show(row):
-        if row["status"] == "ok":
-            number = row[value]
-            return "n/a" if pd.isna(number) else fmt.format(number)
-        return f"{row['status'].upper()}: {row['reason']}" if row["reason"] == row["reason"] \
-            else row["status"].upper()
-    shown = cells.assign(text=cells.apply(show, axis=1))
-    table = shown.pivot_table(index="label", columns="max_len", values="text", aggfunc="first",
-                              sort=False).fillna("not run")
-    table.columns = [f"L={c}" for c in table.columns]
-    table.index.name = "model"
-    return table
-
-
-def cost_tables(cells: pd.DataFrame, study: str, description: str = "") -> list[Table]:
-    """Memory (MB), seconds per training step, FLOPs per sequence, and the fitted slopes, one
-    row per series (model, variant, memory policy), one column per max_len."""
-    device = ", ".join(sorted(cells["device"].dropna().unique()))
-    batch = ", ".join(str(b) for b in sorted(cells["batch_size"].dropna().unique()))
-    memory = ("torch.cuda.max_memory_reserved" if device.startswith("cuda")
-              else "peak RSS growth of the cell's process")
-    note = (f"Profile study `{study}`{': ' + description if description else ''}. Device "
-            f"{device}, batch {batch} of full-length random sequences, one fresh process per "
-            f"cell; memory = {memory}; time = median training step (forward, CE over all "
-            "items, backward, Adam). [recompute] = activation recomputation; every other row "
-            "keeps all activations, as the reference code trains. OOM / TIMEOUT cells give "
-            "their limit.")
-    tables = []
-    for value, title, fmt in [("memory_mb", "training memory (MB)", "{:,.0f}"),
-                              ("seconds_per_step", "seconds per training step", "{:.3f}"),
-                              ("flops_per_sequence", "forward FLOPs per sequence", "{:.3g}")]:
-        wide = _wide(cells, value, fmt)
-        tables.append(Table(title=f"Cost ({study}): {title}", cells=wide,
-                            marks=wide.map(lambda _: ""), notes=[note],
-                            data=cells.drop(columns=["label"])))
-    fitted = slopes(cells).set_index("label")
-    shown = fitted[["memory_slope", "memory_tail_slope", "time_slope", "time_tail_slope",
-                    "longest_ok", "first_failed"]].map(
-        lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v))
-        else (f"{v:.2f}" if isinstance(v, float) else str(v)))
-    shown.index.name = "model"
-    tables.append(Table(title=f"Cost ({study}): log-log slopes against max_len", cells=shown,
-                        marks=shown.map(lambda _: ""),
-                        notes=[f"Slope of log memory / log time against log max_len (1 = "
-                               f"linear, 2 = quadratic); tail = the last {TAIL} finished "
-                               "lengths." + (f" {claim}" if (claim := memory_claim(cells))
-                                             else "")],
-                        data=fitted.reset_index()))
-    return tables

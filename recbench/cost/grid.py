@@ -13,14 +13,25 @@ policy only (the reference keeps every activation) and with no option sets.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 
 from models import model_class
-from recbench.plan.groups import ConfigError, _fields, check_model_options, model_defaults
-from recbench.cost.measure import supports_recompute
-from recbench.external.authors_code import MODELS as REFERENCE_MODELS, PREFIX as REFERENCE_PREFIX
-from recbench.reporting.paper_numbers import variant_name
+from recbench.external.catalogue import MODELS as REFERENCE_MODELS
+from recbench.external.catalogue import PREFIX as REFERENCE_PREFIX
+from recbench.plan.groups import ConfigError, check_model_options, model_defaults, model_fields
+from recbench.plan.variants import variant_name
+from recbench.runtime import device_name
+
+POLICIES = ("stored", "recompute")
+
+
+def supports_recompute(model_name: str) -> bool:
+    """Whether the model has activation recomputation (a `recompute` option)."""
+    if model_name.startswith(REFERENCE_PREFIX):   # the authors' code keeps every activation
+        return False
+    return "recompute" in {f.name for f in dataclasses.fields(model_class(model_name).Config)}
 
 
 @dataclass(frozen=True)
@@ -39,15 +50,6 @@ class ProfileCell:
                 f"L{self.max_len}/B{self.batch_size}.json")
 
 
-def resolve_device(name: str) -> str:
-    """`auto` -> cuda when a GPU is visible, else cpu."""
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def is_reference(model: str) -> bool:
     return model.startswith(REFERENCE_PREFIX)
 
@@ -64,14 +66,14 @@ def check_profiled_model(model: str, where: str) -> None:
 
 def _options(model: str) -> set:
     """The option names a model takes (none for the authors' code)."""
-    return set() if is_reference(model) else _fields(model)
+    return set() if is_reference(model) else model_fields(model)
 
 
 def expand_profile(config: dict) -> dict[str, list[ProfileCell]]:
     """{study: [ProfileCell, ...]} for the validated config; a bad model or option names the
     study."""
     profile = config["profile"]
-    device = resolve_device(profile["device"])
+    device = device_name(profile["device"])
     learned = [m for m in config["models"] if model_class(m).learned]
     chosen = profile["run_studies"]
     if chosen is None:

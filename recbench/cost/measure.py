@@ -51,20 +51,11 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from recbench.external.authors_code import PREFIX as REFERENCE_PREFIX, ReferenceModel
-
-POLICIES = ("stored", "recompute")
-
-
-def supports_recompute(model_name: str) -> bool:
-    """Whether the model has activation recomputation (a `recompute` option)."""
-    import dataclasses
-
-    from models import model_class
-
-    if model_name.startswith(REFERENCE_PREFIX):   # the authors' code keeps every activation
-        return False
-    return "recompute" in {f.name for f in dataclasses.fields(model_class(model_name).Config)}
+from recbench.cost.grid import POLICIES, supports_recompute
+from recbench.external.authors_code import ReferenceModel
+from recbench.external.catalogue import PREFIX as REFERENCE_PREFIX
+from recbench.runtime import is_out_of_memory
+from recbench.training.engine import build_for_run
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -115,8 +106,6 @@ def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 34
                  overrides: dict | None = None, policy: str = "stored", steps: int = 3,
                  warmup: int = 1, device: str = "cpu", seed: int = 0) -> dict:
     """Measure one cell in this process (see the module docstring for each field)."""
-    from recbench.training.engine import build_for_run
-
     if policy not in POLICIES:
         raise ValueError(f"memory policy must be one of {POLICIES}, got {policy!r}")
     options = dict(overrides or {})
@@ -194,12 +183,6 @@ def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 34
     return result
 
 
-def _is_out_of_memory(err: BaseException) -> bool:
-    text = str(err).lower()
-    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "allocate" in text \
-        or "out of memory" in text
-
-
 def _identity(cell: dict) -> dict:
     """The fields naming a cell, with profile_cell's defaults filled in."""
     return {"model": cell["model"], "overrides": cell.get("overrides") or {},
@@ -251,7 +234,7 @@ def main() -> None:
     try:
         result = profile_cell(**cell)
     except Exception as err:                         # noqa: BLE001 (sorted below)
-        if not _is_out_of_memory(err):
+        if not is_out_of_memory(err):
             raise
         limit = resource.getrlimit(resource.RLIMIT_AS)[0]
         where = "device memory" if str(cell.get("device", "")).startswith("cuda") else (

@@ -24,8 +24,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from recbench.io import atomic_path, copy_atomic, sha256_of, write_json_atomic
 from recbench.data.parsers import DataError
+from recbench.data.synthetic import write_synthetic
+from recbench.io import atomic_path, copy_atomic, sha256_of, write_json_atomic
 
 MIRROR_ENV = "RECBENCH_DATA_MIRROR"
 
@@ -134,7 +135,6 @@ def fetch(name: str, entry: dict, dest_dir, mirror: str | None = None,
     dest_dir.mkdir(parents=True, exist_ok=True)
     fmt = entry["format"]
     if fmt == "synthetic":
-        from recbench.data.synthetic import write_synthetic
         target = dest_dir / entry["file"]
         params = write_synthetic(target, **(entry.get("synthetic") or {}))
         manifest = {"origin": "generated (recbench.data.synthetic)", "params": params,

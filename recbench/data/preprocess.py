@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from recbench.io import sha256_of, write_json_atomic, write_parquet_atomic
 from recbench.data.parsers import read_interactions
 from recbench.data.protocol import InterFilter, build_sequences
+from recbench.io import sha256_of, write_json_atomic, write_parquet_atomic
 
 
 def preprocess(raw_path, fmt: str, out_dir, flt: InterFilter, time_key: str = "float32",

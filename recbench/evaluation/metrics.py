@@ -20,7 +20,7 @@ whenever scores have no ties with the target (the usual case with float scores).
 `target_ranks` returns the per-user ranks (saved with each run so that significance tests can
 pair users); `metrics_from_ranks` turns ranks into the mean metrics; `full_ranking_metrics` does
 both. `sampled_target_ranks` ranks the target among itself and its sampled negatives instead
-(train.eval_mode uni100 / pop100, recbench/evaluation/sampling.py), with the same tie rule.
+(train.eval_mode uni100 / pop100, recbench/data/sampling.py), with the same tie rule.
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def sampled_target_ranks(scores: torch.Tensor, targets: torch.Tensor,
 
     scores    [U, n_items] float (only the target's and the negatives' columns are read).
     targets   [U] long; negatives [U, n] long item ids, distinct per row, never the target
-              (recbench/evaluation/sampling.py draws them).
+              (recbench/data/sampling.py draws them).
     The tie rule of `target_ranks`: rank = 1 + #{negatives j : score_j >= score_target}, so
     this equals `target_ranks` with every item but the 1 + n candidates excluded.
     """

@@ -32,8 +32,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import re
+import shutil
 import sys
 import types
 from contextlib import contextmanager
@@ -44,16 +44,12 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from models.recgrela import DropPath
+from recbench.external.catalogue import COMMIT, MODELS, NEEDS_CUDA, PREFIX, REPOSITORY  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
-COMMIT = "608a39b1da8fbd855f4099226e0f6d9fb890e83b"
-REPOSITORY = "https://github.com/TBI805/RecGRELA"
 MANIFEST = ROOT / "config" / "reference_code.sha256"
 FETCHED = ROOT / "resources" / "RecGRELA"          # rule reference_code writes it here
-# our model name -> the reference's class (= its file model/<Class>.py and config/<Class>.yaml)
-MODELS = {"recgrela": "RecGRELA", "linrec": "LinRec", "lrurec": "LRURec",
-          "eulerformer": "EulerFormer", "recblr": "RecBLR"}
-NEEDS_CUDA = {"mamba4rec": "Mamba4Rec", "echomamba4rec": "EchoMamba4Rec", "sigma": "SIGMA"}
-PREFIX = "reference-"           # reference-recgrela: the authors' RecGRELA in tables and cells
 # keys of the reference configs that are not model options: the data, training and evaluation
 # settings, which the suite sets itself (the same for ours and theirs)
 NOT_MODEL_KEYS = {
@@ -183,8 +179,6 @@ def _has(module: str) -> bool:
 def _stand_ins(class_name: str) -> dict[str, types.ModuleType | None]:
     """{module name: stand-in} for each package the reference imports that is missing here
     (None: the import fails, so the file takes its own fallback)."""
-    from models.recgrela import DropPath
-
     def module(name, **attrs):
         m = types.ModuleType(name)
         m.__dict__.update(attrs)

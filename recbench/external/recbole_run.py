@@ -45,9 +45,7 @@ import logging
 import os
 import platform
 import re
-import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,8 +57,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import torch
 
-from recbench.io import atomic_path
 from recbench.evaluation.metrics import metrics_from_ranks, target_ranks
+from recbench.external.authors_code import COMMIT, reference_class, reference_options
+from recbench.io import atomic_path
+from recbench.runtime import git_commit, is_out_of_memory, peak_memory_mb
 
 log = logging.getLogger("recbench.external.recbole_run")
 
@@ -152,13 +152,6 @@ def recbole_config(spec: dict, train: dict, max_len: int, seed: int, work_dir) -
     }
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """As recbench.training.engine.is_out_of_memory (not imported: the engine needs the suite's env)."""
-    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(err, RuntimeError) and bool(re.search(
-            r"(can't|cannot|could not|unable to) allocate", str(err), re.IGNORECASE)))
-
-
 class _NoColour(logging.Formatter):
     """RecBole colours its messages with ANSI codes; the rule's log gets plain text."""
 
@@ -230,15 +223,6 @@ def _write_history(path: Path, history: list[dict], topk) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10)
-        return (out.stdout.strip() or None) if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
     """Train and test one run with RecBole; write metrics.json, history.csv and the ranks.
 
@@ -275,7 +259,6 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
     try:
         model_class = spec.get("recbole_model")      # a RecBole built-in, by name
         if "reference_model" in spec:                  # the authors' class, from the checkout
-            from recbench.external.authors_code import COMMIT, reference_class, reference_options
 
             model_class = reference_class(spec["reference_model"], checkout)
             config_dict = reference_options(checkout, spec["reference_model"]) | config_dict
@@ -323,9 +306,7 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
     topk = config_dict["topk"]
     history = trainer.history
     train_seconds = [h["train_seconds"] for h in history]
-    peak = (torch.cuda.max_memory_allocated() / 2**20, "cuda_max_allocated") \
-        if device.type == "cuda" else \
-        (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss")
+    peak = peak_memory_mb(device)
     ok = status == "ok"
     result = {
         **identity, "status": status, "reason": reason,
@@ -354,7 +335,7 @@ def run(settings: dict, sequences_path, metrics_path, threads: int = 1) -> dict:
         **({"reference_commit": COMMIT} if "reference_model" in spec else {}),
         "torch": torch.__version__,
         "numpy": np.__version__, "python": platform.python_version(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "config": {"model": settings["model"], "spec": spec, "train": train,
                    "max_len": max_len, "seed": seed, "recbole": _plain(config_dict)},
     }

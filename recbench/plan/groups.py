@@ -41,7 +41,7 @@ import jsonschema
 import yaml
 
 from models import REGISTRY, model_class
-from recbench.reporting.paper_numbers import variant_name
+from recbench.plan.variants import variant_name
 
 EXTERNAL_PATH = Path(__file__).resolve().parents[2] / "config" / "external_models.yaml"
 GROUP_KEYS = {"description", "paper", "datasets", "models", "max_lens", "seeds", "overrides", "train",
@@ -55,7 +55,7 @@ class ConfigError(ValueError):
     """A config mistake found when the workflow is built; the message names the key."""
 
 
-def _fields(model: str, external=()) -> set[str]:
+def model_fields(model: str, external=()) -> set[str]:
     if model in external:
         return set()
     return {f.name for f in dataclasses.fields(model_class(model).Config)} - {"max_len"}
@@ -110,7 +110,7 @@ def check_model_options(model: str, overrides: dict, where: str, external=None) 
                           f"(models/__init__.py): {sorted(REGISTRY)}"
                           + (f"; external models (config/external_models.yaml): "
                              f"{sorted(external)}" if external else ""))
-    fields = _fields(model)
+    fields = model_fields(model)
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ConfigError(f"{where}: model {model!r} has no option(s) {unknown}; its options: "
@@ -230,7 +230,7 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
                 if TUNED in over:
                     _check_tuned(over, block["models"], searchable, f"{where}.overrides")
                     continue
-                if not any(set(over) <= _fields(m, external) for m in block["models"]):
+                if not any(set(over) <= model_fields(m, external) for m in block["models"]):
                     check_model_options(block["models"][0], over, f"config {where}.overrides",
                                         external)
             # each (model, option set) checked and named once; sets meant for another model
@@ -241,7 +241,7 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
                 if TUNED in over:                   # options known once the study has run
                     if model in searchable:
                         variants[model, i] = config["model_overrides"].get(model, {}), TUNED
-                elif set(over) <= _fields(model, external):
+                elif set(over) <= model_fields(model, external):
                     options = config["model_overrides"].get(model, {}) | over
                     check_model_options(model, options, f"config {where}.overrides", external)
                     variants[model, i] = options, variant_name(

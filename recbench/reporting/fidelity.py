@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from recbench.cost.cells import memory_claim, series_label
-from recbench.external.authors_code import NEEDS_CUDA, PREFIX
 from recbench.evaluation.significance import compare_to, per_user_values
-from recbench.reporting.tables import (NA, NOT_RUN, PAPER_MODELS, Table, display_name, runs_frame,
-                             summarise)
+from recbench.external.catalogue import NEEDS_CUDA, PREFIX
+from recbench.names import display_name
+from recbench.reporting.tables import NA, NOT_RUN, PAPER_MODELS, Table, runs_frame, summarise
 
 TOLERANCE = 0.10               # memory within 10% of the authors' code counts as the same
 METRICS = ("ndcg@10", "hit@10")

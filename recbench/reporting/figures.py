@@ -3,7 +3,7 @@
 Figures read only what the report rules already wrote (reports/tables/*.csv: ours as mean and
 std over seeds beside the paper's value) and the profile cells (recbench/cost/cells.py), so a figure
 never disagrees with its table. Every model keeps one colour and one marker in every figure
-(`model_style`); the paper's numbers, where it prints any, are drawn beside ours (hatched bars,
+(recbench/reporting/style.py); the paper's numbers, where it prints any, are drawn beside ours (hatched bars,
 hollow markers). Each figure is saved as PNG and SVG.
 """
 from __future__ import annotations
@@ -20,33 +20,18 @@ import seaborn as sns  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 from matplotlib.transforms import ScaledTranslation  # noqa: E402
 
-from recbench.cost.cells import loglog_slope, memory_claim, TAIL  # noqa: E402
+from recbench.cost.cells import TAIL, loglog_slope, memory_claim  # noqa: E402
 from recbench.io import atomic_path  # noqa: E402
-from recbench.reporting.tables import display_name  # noqa: E402
+from recbench.names import display_name  # noqa: E402
+from recbench.reporting.style import (  # noqa: E402
+    BATCH_LINESTYLES,
+    MODEL_ORDER,
+    PAPER_COLOUR,
+    VARIANT_LINESTYLES,
+    model_style,
+)
 
-# The fixed order that assigns colours and markers: the paper's models (each followed by its
-# authors' code run by RecBole, reference-<model>), then the others.
-MODEL_ORDER = ["recgrela", "reference-recgrela", "linrec", "reference-linrec", "lrurec",
-               "reference-lrurec", "mamba4rec", "echomamba4rec", "eulerformer",
-               "reference-eulerformer", "recblr", "reference-recblr", "sigma", "sasrec",
-               "bert4rec", "gru4rec", "popularity", "recbole-sasrec", "recbole-gru4rec"]
-VARIANT_LINESTYLES = ["-", ":", "-."]   # a model's 1st, 2nd, 3rd option set ([recompute]: "--")
-BATCH_LINESTYLES = [(0, (6, 2, 1, 2, 1, 2)), (0, (1, 3))]   # the 2nd, 3rd batch size of a figure
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p", "d", "8"]
-PAPER_COLOUR = "0.55"
 NOT_TRAINED = {"popularity"}    # not learned (training counts items): no training curve
-
-
-def model_style(model: str) -> dict:
-    """{'color', 'marker'} of a model, the same in every figure; models outside MODEL_ORDER
-    get a colour and marker from their name (stable across runs and figures)."""
-    colours = (sns.color_palette("tab10") + sns.color_palette("Dark2")
-               + sns.color_palette("Set1"))          # 27: one each for MODEL_ORDER, and spares
-    if model in MODEL_ORDER:
-        i = MODEL_ORDER.index(model)
-    else:
-        i = len(MODEL_ORDER) + sum(map(ord, model)) % (len(colours) - len(MODEL_ORDER))
-    return {"color": colours[i % len(colours)], "marker": MARKERS[i % len(MARKERS)]}
 
 
 def save(fig, png: str | Path, svg: str | Path) -> None:

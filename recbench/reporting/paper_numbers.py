@@ -1,4 +1,4 @@
-"""The paper's numbers as data, and the names that tie a run to them.
+"""The paper's numbers as data.
 
 `paper_numbers(path)` reads reports/paper_numbers.yaml (every number the paper prints, with its
 source; the file's header explains its block grammar) into one long table:
@@ -19,8 +19,7 @@ source; the file's header explains its block grammar) into one long table:
 The same (dataset, model, variant, metric) can appear in several blocks with different values
 (Table 3's 4-layer @5 values are not Table 2's): select by `block`.
 
-`variant_name(overrides, defaults)` names a run's model options: the workflow names result
-folders with it and the YAML's variants are written in it.
+The YAML's variants are written as recbench/plan/variants.py names a run's model options.
 """
 from __future__ import annotations
 
@@ -110,54 +109,3 @@ def _number(value, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where}: expected a number, got {value!r}")
     return float(value)
-
-
-# --- variant names ------------------------------------------------------------------------
-
-def variant_name(overrides: dict, defaults: dict) -> str:
-    """A readable name for a run's model options: `key=value` for every option of `overrides`
-    that differs from `defaults`, sorted by key, joined by '+'; `default` when none differs.
-
-    Values are written as YAML writes them: true / false / null, numbers, plain strings
-    (`num_layers=1`, `drop_path=0.0`, `gate=false+local_shortcut=false`). An int given for a
-    float option is written as a float (drop_path=0 and drop_path=0.0 are one run). A key that
-    is not an option, or a value that cannot be written unambiguously into a folder name, is an
-    error.
-    """
-    parts = []
-    for key in sorted(overrides):
-        if key not in defaults:
-            raise ValueError(f"variant_name: {key!r} is not an option of the model; its options: "
-                             f"{sorted(defaults)}")
-        value, default = overrides[key], defaults[key]
-        if isinstance(default, float) and type(value) is int:
-            value = float(value)
-        if not _same(value, default):
-            parts.append(f"{key}={_yaml_scalar(key, value)}")
-    return "+".join(parts) or "default"
-
-
-def _same(a, b) -> bool:
-    # True == 1 in Python; for options a bool and a number are different settings.
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
-
-
-def _yaml_scalar(key: str, value) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        # The name must read back as the same string and be safe in a path and in the name's
-        # own separators.
-        if not value or any(c in value for c in "/+= \t\n") or yaml.safe_load(value) != value:
-            raise ValueError(f"variant_name: option {key}={value!r} cannot be written into a "
-                             "variant name (empty, contains / + = or whitespace, or reads back "
-                             "as another YAML value)")
-        return value
-    raise ValueError(f"variant_name: option {key} has a {type(value).__name__} value {value!r}; "
-                     "only scalars (bool, number, string, null) name a variant")

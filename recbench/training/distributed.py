@@ -1,9 +1,6 @@
 """Data-parallel training (PyTorch DDP) of one run with `train.processes: N > 1`.
 
-    launch(N, ...)      the train rule's script: `torchrun --standalone --nproc-per-node N
-                        -m recbench.training.distributed SPEC` on this node, and waits
-    main(SPEC)          one rank: join the process group (NCCL on GPUs, gloo on the CPU), then
-                        recbench.training.engine.train_and_evaluate as one process would
+    (launching: recbench/training/launch.py starts N ranks with torchrun)
     current()           the Group this process belongs to (rank 0 of 1 without torchrun)
 
 What changes under DDP (recbench/training/engine.py; nothing changes with one process):
@@ -26,11 +23,7 @@ What changes under DDP (recbench/training/engine.py; nothing changes with one pr
 from __future__ import annotations
 
 import datetime
-import json
-import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,49 +124,3 @@ def batch_loss(model: nn.Module, mode: str, group: Group, device: torch.device):
         return module
     return nn.parallel.DistributedDataParallel(
         module, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-# --- launching ----------------------------------------------------------------------------
-
-def launch(processes: int, *, threads: int, stream=None, **run) -> None:
-    """Run `train_and_evaluate(**run)` in `processes` ranks on this node with torchrun
-    (`python -m torch.distributed.run --standalone`, a free local port) and wait; their output
-    goes to `stream` (the job's log). A failed rank raises RuntimeError naming the exit code."""
-    spec = json.dumps({**run, "threads": threads})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1",
-           f"--nproc-per-node={processes}", "-m", "recbench.training.distributed", spec]
-    # torchrun's default for a rank is 1 thread; give each its share of the job's cores
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // processes))}
-    stream = stream or sys.stderr
-    stream.flush()
-    done = subprocess.run(cmd, env=env, stdout=stream, stderr=stream)
-    if done.returncode:
-        raise RuntimeError(f"data-parallel training with {processes} processes failed (torchrun "
-                           f"exit status {done.returncode}; each rank's error is in the log "
-                           "above); a rerun resumes from the last checkpoint")
-
-
-def main(spec: str) -> None:
-    """One rank (started by torchrun): join the group, train, leave."""
-    from recbench.training.engine import resolved_device, train_and_evaluate, train_settings
-
-    run = json.loads(spec)
-    threads = run.pop("threads")
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ["LOCAL_RANK"])
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
-                        format=f"%(asctime)s rank {rank} %(levelname)s %(message)s")
-    torch.set_num_threads(max(1, threads // world))
-    device = Group(rank, world, local_rank).device(
-        resolved_device(train_settings(run.get("train_cfg")).device))   # checks the GPU count
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
-    try:
-        train_and_evaluate(**run)
-    finally:
-        dist.destroy_process_group()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1])

@@ -2,7 +2,7 @@
 
 One run = (dataset, model, variant, max_len, seed) -> one results folder:
 
-    1. split   RecBole leave-one-out (recbench/training/batching.py); prefix or sequence examples.
+    1. split   RecBole leave-one-out (recbench/data/batching.py); prefix or sequence examples.
     2. train   Adam(lr, weight_decay), CE over all items, shuffled batches; the shuffle of
                epoch e comes from a generator seeded by (seed, e), so resuming needs no shuffle
                state. Non-learned models (Popularity) get `fit(training target counts)`.
@@ -11,11 +11,10 @@ One run = (dataset, model, variant, max_len, seed) -> one results folder:
                `stopping_step + 1` consecutive epochs have not improved.
     4. test    the best-validation weights, per-user ranks saved.
    Ranking (valid and test): among all items (`eval_mode: full`, the paper's), or among the
-   target and its 100 stored negatives (`uni100` / `pop100`, recbench/evaluation/sampling.py).
+   target and its 100 stored negatives (`uni100` / `pop100`, recbench/data/sampling.py).
 
-Settings: config/schema.yaml's `train` section holds every default and bound; `train_settings`
-validates a dict against it (filling defaults, as snakemake's validate does) into a frozen
-`TrainSettings`. max_len and seed are the run's identity and come as arguments.
+Settings: recbench/training/settings.py (`train_settings`: config/schema.yaml's `train` section,
+defaults filled). max_len and seed are the run's identity and come as arguments.
 
 Resumable: after every epoch `checkpoint/last.pt` (model, optimiser, RNG states as tensors and
 plain numbers, early-stopping state, best weights, history) is written atomically and read back
@@ -37,9 +36,7 @@ checkpoints, tests and writes, and the others return None (see that module's doc
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
-import functools
 import gc
 import json
 import logging
@@ -47,109 +44,30 @@ import math
 import os
 import platform
 import random
-import re
-import resource
-import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
 import numpy as np
 import torch
-import yaml
 
 from models import build_model, model_class
-from recbench.training.batching import Batches, SequenceData, load_sequence_data, make_split
-from recbench.training.distributed import Group, batch_loss, current
-from recbench.io import atomic_path
+from recbench.data.batching import Batches, SequenceData, load_sequence_data, make_split
+from recbench.data.sampling import read_negatives
 from recbench.evaluation.metrics import metrics_from_ranks, sampled_target_ranks, target_ranks
+from recbench.io import atomic_path
+from recbench.runtime import git_commit, is_out_of_memory, peak_memory_mb, torch_device
+from recbench.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+    trajectory_keys,
+    what_failed,
+)
+from recbench.training.distributed import Group, batch_loss, current
+from recbench.training.settings import TrainSettings, train_settings
 
 log = logging.getLogger("recbench.training.engine")
-
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-# Settings that may change between a kill and the rerun without changing the trajectory.
-NOT_TRAJECTORY = ("epochs", "eval_batch_size", "restart_bad_checkpoint")
-CHECKPOINT_KEYS = ("epoch", "early_stopped", "resolved", "model", "optimizer", "rng", "best",
-                   "cur_step", "best_epoch", "best_state", "history")
-
-
-# --- settings -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Validated `train` settings; config/schema.yaml documents each one and holds its default."""
-    mode: str
-    epochs: int
-    stopping_step: int
-    batch_size: int
-    eval_batch_size: int
-    lr: float
-    weight_decay: float
-    device: str
-    valid_metric: str
-    topk: tuple
-    eval_mode: str
-    processes: int
-    restart_bad_checkpoint: bool
-
-
-@functools.lru_cache(maxsize=1)
-def train_schema() -> dict:
-    """The `train` sub-schema of config/schema.yaml."""
-    return yaml.safe_load(SCHEMA_PATH.read_text())["properties"]["train"]
-
-
-def _filling_defaults(validator_class):
-    """`validator_class` that also sets each missing property's default (the extension
-    snakemake.utils.validate(..., set_default=True) uses)."""
-    check_properties = validator_class.VALIDATORS["properties"]
-
-    def properties(validator, props, instance, schema):
-        if validator.is_type(instance, "object"):
-            for key, sub in props.items():
-                if "default" in sub:
-                    instance.setdefault(key, copy.deepcopy(sub["default"]))
-        yield from check_properties(validator, props, instance, schema)
-
-    return jsonschema.validators.extend(validator_class, {"properties": properties})
-
-
-_Validator = _filling_defaults(jsonschema.Draft202012Validator)
-
-
-def train_settings(values: dict | None) -> TrainSettings:
-    """Validate `values` against the train schema (defaults filled) -> TrainSettings.
-    Every problem raises one ValueError naming the key (`train.batch_size: ...`)."""
-    values = copy.deepcopy(dict(values or {}))
-    schema = train_schema()
-    errors = sorted(_Validator(schema).iter_errors(values), key=lambda e: list(e.absolute_path))
-    if errors:
-        def describe(err):
-            key = ".".join(["train", *map(str, err.absolute_path)])
-            known = f"; known keys: {sorted(schema['properties'])}" \
-                if err.validator == "additionalProperties" else ""
-            return f"{key}: {err.message}{known}"
-        moved = sorted({"max_len", "seed", "progress"} & set(values))
-        hint = (f" ({moved}: arguments of train_and_evaluate, the run's identity and a runtime "
-                "switch, not train settings)") if moved else ""
-        raise ValueError("train config: " + "; ".join(describe(e) for e in errors) + hint)
-    # the one cross-field rule the schema cannot say
-    k = int(values["valid_metric"].partition("@")[2])
-    if k not in values["topk"]:
-        raise ValueError(f"train config: train.valid_metric {values['valid_metric']!r} cuts at "
-                         f"k={k}, which is not one of train.topk {values['topk']}")
-    values.update(topk=tuple(values["topk"]), lr=float(values["lr"]),
-                  weight_decay=float(values["weight_decay"]))
-    return TrainSettings(**values)
-
-
-def resolved_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available")
-    return torch.device(name)
 
 
 # --- pieces -------------------------------------------------------------------------------
@@ -232,101 +150,6 @@ def evaluate(model, batches: Batches, which: str, batch_size: int,
     return torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.long)
 
 
-# --- RNG states that torch.load(weights_only=True) reads: tensors and plain numbers ---------
-
-def _rng_state(device: torch.device) -> dict:
-    version, internal, gauss_next = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()               # ("MT19937", ...)
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-             "python": {"version": version, "internal": list(internal),
-                        "gauss_next": gauss_next}}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# --- checkpoints ----------------------------------------------------------------------------
-
-class CheckpointError(RuntimeError):
-    """checkpoint/last.pt exists but cannot be resumed from."""
-
-    def __init__(self, path: Path, what: str):
-        self.path, self.what = path, what
-        super().__init__(f"checkpoint {path} cannot be resumed from ({what}); delete it, or set "
-                         "train.restart_bad_checkpoint: true to train this run from scratch")
-
-
-def _what_failed(err: BaseException) -> str:
-    text = str(err)
-    if "WeightsUnpickler error:" in text:     # torch's refusal: the useful part is deep inside
-        text = text.split("WeightsUnpickler error:", 1)[1].strip().split(". Please use")[0]
-        return f"refused by torch.load(weights_only=True): {text}"
-    return f"{type(err).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
-
-
-def _load_checkpoint(path: Path) -> dict:
-    """The checkpoint's dict, onto the CPU (the RNG states must stay CPU tensors;
-    load_state_dict moves weights and optimiser state to the model's device)."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:   # refused, truncated, not a torch file: the file is the problem
-        raise CheckpointError(path, _what_failed(err)) from err
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt] if isinstance(ckpt, dict) \
-        else list(CHECKPOINT_KEYS)
-    if missing:
-        raise CheckpointError(path, f"not a run checkpoint: no {missing}")
-    return ckpt
-
-
-def _trajectory_keys(resolved: dict) -> dict:
-    """Flattened settings a checkpoint's trajectory depends on: all but NOT_TRAJECTORY."""
-    flat = {k: v for k, v in resolved.items() if k not in ("train", "model_config")}
-    flat.update({f"model_config.{k}": v for k, v in resolved["model_config"].items()})
-    flat.update({f"train.{k}": v for k, v in resolved["train"].items()
-                 if k not in NOT_TRAJECTORY})
-    flat.setdefault("train.processes", 1)       # checkpoints from before the key: one process
-    return flat
-
-
-# --- memory -------------------------------------------------------------------------------
-
-_CPU_ALLOC_FAILED = re.compile(r"(can't|cannot|could not|unable to) allocate", re.IGNORECASE)
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """CUDA's OutOfMemoryError, Python's MemoryError, or the CPU allocator's RuntimeError."""
-    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(err, RuntimeError) and bool(_CPU_ALLOC_FAILED.search(str(err))))
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=10)
-        return (out.stdout.strip() or None) if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_peak_rss"
-
-
 def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else 0.0
 
@@ -340,7 +163,7 @@ def run_training(data: SequenceData, run_dir: str | Path, model_name: str,
                  on_epoch=None, hyperparameters: dict | None = None) -> dict:
     """Train, validate and test one run on in-memory `data`; returns metrics.json's content.
 
-    `negatives` ({"valid", "test"}: int arrays [users of the split, n], recbench.evaluation.sampling's
+    `negatives` ({"valid", "test"}: int arrays [users of the split, n], recbench.data.sampling's
     order) is needed when train.eval_mode is not `full`. `on_epoch(epoch, valid metrics)` is
     called after each finished (checkpointed) epoch on rank 0; an exception it raises ends the
     run (recbench/tuning/studies.py prunes a trial so). `hyperparameters` says where the options came
@@ -395,7 +218,6 @@ def train_and_evaluate(dataset_dir: str | Path, run_dir: str | Path, model_name:
     data = load_sequence_data(dataset_dir)
     negatives = None
     if cfg.eval_mode != "full":
-        from recbench.evaluation.sampling import read_negatives
         negatives = read_negatives(dataset_dir, cfg.eval_mode, data)
     return run_training(data, run_dir, model_name, overrides, train_cfg, dataset=dataset_dir.name,
                         max_len=max_len, seed=seed, variant=variant, progress=progress,
@@ -412,7 +234,7 @@ class _Run:
         self.on_epoch, self.hyperparameters = on_epoch, hyperparameters
         self.max_len, self.seed = identity["max_len"], identity["seed"]
         self.group = current()
-        self.device = self.group.device(resolved_device(cfg.device))
+        self.device = self.group.device(torch_device(cfg.device))
         self.train_resolved = {**dataclasses.asdict(cfg), "topk": list(cfg.topk)}
         self.model_config = None       # known once the model is built
 
@@ -511,8 +333,8 @@ class _Run:
         ckpt_path = self.run_dir / "checkpoint" / "last.pt"
         best, cur_step, best_epoch, best_state, history, start = -math.inf, 0, None, None, [], 0
         if ckpt_path.exists():
-            ckpt = _load_checkpoint(ckpt_path)
-            before, now = _trajectory_keys(ckpt["resolved"]), _trajectory_keys(resolved)
+            ckpt = load_checkpoint(ckpt_path)
+            before, now = trajectory_keys(ckpt["resolved"]), trajectory_keys(resolved)
             if before != now:
                 diff = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
                 raise ValueError(f"{name}: checkpoint {ckpt_path} was made with a different "
@@ -520,9 +342,9 @@ class _Run:
             try:
                 model.load_state_dict(ckpt["model"])
                 optimizer.load_state_dict(ckpt["optimizer"])
-                _set_rng_state(ckpt["rng"], device)
+                set_rng_state(ckpt["rng"], device)
             except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
-                raise CheckpointError(ckpt_path, _what_failed(err)) from err
+                raise CheckpointError(ckpt_path, what_failed(err)) from err
             best, cur_step, best_epoch = ckpt["best"], ckpt["cur_step"], ckpt["best_epoch"]
             best_state, history, start = ckpt["best_state"], ckpt["history"], ckpt["epoch"] + 1
             log.info("%s: resuming after epoch %d (best %s %.4f at epoch %s)", name,
@@ -562,7 +384,7 @@ class _Run:
             if group.main:                                         # rank 0 checkpoints
                 ckpt = {"epoch": epoch, "early_stopped": stop, "resolved": resolved,
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "rng": _rng_state(device), "best": best, "cur_step": cur_step,
+                        "rng": rng_state(device), "best": best, "cur_step": cur_step,
                         "best_epoch": best_epoch, "best_state": best_state, "history": history}
                 with atomic_path(ckpt_path) as tmp:
                     torch.save(ckpt, tmp)
@@ -582,7 +404,7 @@ class _Run:
                 n_params) -> dict:
         """metrics.json's content: identity and status first, then metrics and provenance."""
         device = self.device
-        peak_mb, peak_kind = _peak_memory_mb(device)
+        peak_mb, peak_kind = peak_memory_mb(device)
         train_seconds = [h["train_seconds"] for h in history]
         config = self.resolved() if self.model_config is not None else {
             "model": self.identity["model"], "train": self.train_resolved,
@@ -600,7 +422,7 @@ class _Run:
             "device": str(device) if device.type != "cuda"
             else f"{device} ({torch.cuda.get_device_name(device)})",
             "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "git_commit": _git_commit(),
+            "python": platform.python_version(), "git_commit": git_commit(),
             "config": config | ({"hyperparameters": self.hyperparameters}
                                 if self.hyperparameters else {}),
         }

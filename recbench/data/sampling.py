@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recbench.training.batching import SequenceData, load_sequence_data, split_counts
+from recbench.data.batching import SequenceData, load_sequence_data, split_counts
 from recbench.io import atomic_path
 
 MODES = {"uni100": "uniform", "pop100": "popularity"}
@@ -223,7 +223,7 @@ def read_negatives(dataset_dir: str | Path, mode: str, data: SequenceData) -> di
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; train.eval_mode {mode!r} ranks targets "
                                 "among these stored negatives (the negatives rule writes it "
-                                "with recbench.evaluation.sampling.write_negatives)")
+                                "with recbench.data.sampling.write_negatives)")
     table = pq.read_table(path)
     missing = sorted({"user_id", "split", "negatives"} - set(table.column_names))
     if missing:
