@@ -4,7 +4,7 @@ A model is an `nn.Module` built from `(n_items, config)`:
 
     n_items  number of item ids INCLUDING the padding id 0 (RecBole's `item_num`), so
              scores have `n_items` columns and column 0 is padding (never ranked: the
-             evaluator masks it, see recbench/metrics.py).
+             evaluator masks it, see recbench/evaluation/metrics.py).
     config   the model file's own `Config` dataclass (reference hyperparameters as defaults).
 
 `forward(item_seq, seq_len) -> hidden [B, L, D]` encodes right-padded item sequences
