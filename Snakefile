@@ -9,6 +9,11 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
+# the HTML report's front page (`snakemake --report`): what ran, on what data and hardware,
+# with a link to each of the paper's tables and figures (rule front_page, rules/report.smk)
+report: "reports/front_page.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"

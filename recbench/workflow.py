@@ -37,6 +37,21 @@ from recbench.plan.groups import (
 )
 from recbench.tuning.studies import Study, check_tuning, expand_studies
 
+# The HTML report's categories: a group's or a cost study's `paper` key -> the paper's table or
+# figure it reproduces (the report's menu); the rest is "Beyond the paper".
+PAPER_PARTS = {"table2": "Table 2", "table3": "Table 3", "fig4": "Fig. 4",
+               "fig5_position_encoding": "Fig. 5", "fig5_activation": "Fig. 5",
+               "fig6": "Fig. 6", "fig7": "Fig. 7", "fig8": "Fig. 8"}
+BEYOND = "Beyond the paper"
+DATASETS_CATEGORY = "Table 1"
+FIG3 = "Fig. 3"
+CURVES = "Training curves"
+TUNING = "Hyperparameter search"
+FIDELITY = "Fidelity: ours beside the authors' code"
+EVERY_RUN = "Every run"
+ORDER = [DATASETS_CATEGORY, "Table 2", "Table 3", FIG3, "Fig. 4", "Fig. 5", "Fig. 6", "Fig. 7",
+         "Fig. 8", BEYOND, CURVES, TUNING, FIDELITY, EVERY_RUN]
+
 
 @dataclass
 class Workflow:
@@ -157,6 +172,50 @@ class Workflow:
         varied = {k for over in sets for k in over
                   if len({str(o.get(k)) for o in sets}) > 1}
         return varied.pop() if len(varied) == 1 else "max_len"
+
+    # --- the HTML report: categories and the front page --------------------------------------
+
+    def group_category(self, group: str) -> str:
+        """The report's category of a group's table and figure: the paper's table or figure
+        named by its `paper` key ("Table 2", "Fig. 4"), else "Beyond the paper"."""
+        return PAPER_PARTS.get(self.config["groups"][group].get("paper"), BEYOND)
+
+    def study_category(self, study: str) -> str:
+        """The report's category of a cost study (its `paper` key: fig6, fig7)."""
+        return PAPER_PARTS.get(self.config["profile"]["studies"][study].get("paper"), BEYOND)
+
+    def categories(self) -> list[str]:
+        """The report's categories this config fills, in the paper's order (Table 1, Table 2,
+        ..., Fig. 3, ..., Fig. 8), then the rest."""
+        found = {DATASETS_CATEGORY} | {self.group_category(g) for g in self.groups}
+        found |= {self.study_category(s) for s in self.profile}
+        if self.main_groups:
+            found |= {CURVES} | ({FIG3} if self.profile_cells else set())
+        if self.studies:
+            found.add(TUNING)
+        if self.fidelity_studies or self.fidelity_runs:
+            found.add(FIDELITY)
+        if self.runs:
+            found.add(EVERY_RUN)
+        return [c for c in ORDER if c in found]
+
+    def front_page_layout(self, configfiles=()) -> dict:
+        """What the report's front page says (recbench/reporting/front_page.py), as the rule's
+        params: the config files, each group and cost study with its category and size, the
+        datasets' sources and the report's categories."""
+        return {
+            "configfiles": [str(f) for f in configfiles],
+            "groups": [{"name": g, "description": self.config["groups"][g].get("description", ""),
+                        "category": self.group_category(g),
+                        "runs": len(group_runs(self.groups, g))} for g in self.groups],
+            "studies": [{"name": s, "description": self.config["profile"]["studies"][s].get(
+                             "description", ""), "category": self.study_category(s),
+                         "cells": len(cells)} for s, cells in self.profile.items()],
+            "datasets": {d: {k: self.datasets[d].get(k) for k in ("format", "url", "file")}
+                         for d in self.used_datasets},
+            "tuning": [f"{s.dataset}/{s.model}" for s in self.studies.values()],
+            "categories": self.categories(),
+        }
 
     # --- ours beside the authors' code (rules/reference.smk) --------------------------------
 

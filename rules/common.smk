@@ -8,7 +8,15 @@ from snakemake.utils import validate
 
 from models import REGISTRY
 from recbench.plan.groups import TUNED, group_runs
-from recbench.workflow import Workflow
+from recbench.workflow import (
+    CURVES,
+    DATASETS_CATEGORY,
+    EVERY_RUN,
+    FIDELITY,
+    FIG3,
+    TUNING,
+    Workflow,
+)
 
 validate(
     config, schema="../config/schema.yaml"
@@ -198,6 +206,23 @@ def group_description(wildcards):
     return config["groups"][wildcards.group].get("description", wildcards.group)
 
 
+# the HTML report's categories: the paper's table or figure a group or study reproduces
+# ("Table 2", "Fig. 4"; recbench/workflow.py), the front page's layout
+def group_category(wildcards):
+    return WORKFLOW.group_category(wildcards.group)
+
+
+def study_category(wildcards):
+    return WORKFLOW.study_category(wildcards.study)
+
+
+def front_page_layout():
+    files = [Path(f) for f in workflow.configfiles]
+    return WORKFLOW.front_page_layout(
+        f.relative_to(Path.cwd()) if f.is_relative_to(Path.cwd()) else f for f in files
+    )
+
+
 def study_cells(wildcards):
     return [cell.path for cell in PROFILE[wildcards.study]]
 
@@ -229,7 +254,7 @@ def figure_outputs():
 
 
 def all_outputs():
-    outputs = [rules.dataset_table.output.md]
+    outputs = [rules.dataset_table.output.md, rules.front_page.output[0]]
     if RUNS:
         outputs.append(rules.runs_table.output.md)
         outputs += expand(rules.group_table.output.md, group=list(GROUPS))

@@ -1,6 +1,7 @@
 # Figures (recbench/reporting/figures.py) from the tables' CSVs and the profile cells, each as PNG and
 # SVG under reports/figures/, each in the HTML report (`snakemake --report`) under the paper's
-# table or figure it reproduces, with its caption from reports/captions/.
+# table or figure it reproduces (group_category, study_category: recbench/workflow.py), with its
+# caption from reports/captions/.
 
 
 rule profile_figure:
@@ -10,8 +11,8 @@ rule profile_figure:
         png=report(
             "reports/figures/profile_{study}.png",
             caption="../reports/captions/profile.rst",
-            category="Cost (Fig. 6, Fig. 7, beyond)",
-            subcategory="{study}",
+            category=study_category,
+            subcategory="cost: {study}",
         ),
         svg="reports/figures/profile_{study}.svg",
     log:
@@ -34,7 +35,7 @@ rule group_figure:
         png=report(
             "reports/figures/group_{group}.png",
             caption="../reports/captions/group.rst",
-            category="Accuracy (Fig. 4, Fig. 5, Fig. 8, Table 3, beyond)",
+            category=group_category,
             subcategory="{group}",
         ),
         svg="reports/figures/group_{group}.svg",
@@ -60,7 +61,8 @@ rule cost_accuracy_figure:
         png=report(
             "reports/figures/fig3_{group}.png",
             caption="../reports/captions/fig3.rst",
-            category="Accuracy against cost (Fig. 3)",
+            category=FIG3,
+            subcategory="{group}",
         ),
         svg="reports/figures/fig3_{group}.svg",
     log:
@@ -83,7 +85,8 @@ rule training_curves:
         png=report(
             "reports/figures/curves_{group}.png",
             caption="../reports/captions/curves.rst",
-            category="Training curves",
+            category=CURVES,
+            subcategory="{group}",
         ),
         svg="reports/figures/curves_{group}.svg",
     log:

@@ -38,10 +38,16 @@ rule profile_table:
         csv=report(
             "reports/tables/profile_{study}.csv",
             caption="../reports/captions/table.rst",
-            category="Tables",
+            category=study_category,
             subcategory="cost: {study}",
         ),
         tex="reports/tables/profile_{study}.tex",
+        html=report(
+            "reports/tables/profile_{study}.html",
+            caption="../reports/captions/table_html.rst",
+            category=study_category,
+            subcategory="cost: {study}",
+        ),
     log:
         "logs/profile_table/{study}.log",
     benchmark:
@@ -50,5 +56,6 @@ rule profile_table:
         ENVIRONMENT
     params:
         description=study_description,
+        category=study_category,
     script:
         "../scripts/profile_table.py"

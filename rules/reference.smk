@@ -40,10 +40,16 @@ rule fidelity_table:
         csv=report(
             "reports/tables/fidelity.csv",
             caption="../reports/captions/table.rst",
-            category="Tables",
-            subcategory="fidelity: ours beside the authors' code",
+            category=FIDELITY,
+            subcategory="table",
         ),
         tex="reports/tables/fidelity.tex",
+        html=report(
+            "reports/tables/fidelity.html",
+            caption="../reports/captions/table_html.rst",
+            category=FIDELITY,
+            subcategory="table",
+        ),
     log:
         "logs/fidelity_table.log",
     benchmark:
@@ -65,7 +71,7 @@ rule fidelity_figure:
         png=report(
             "reports/figures/fidelity.png",
             caption="../reports/captions/fidelity.rst",
-            category="Fidelity: ours beside the authors' code",
+            category=FIDELITY,
         ),
         svg="reports/figures/fidelity.svg",
     log:

@@ -36,13 +36,13 @@ rule tune:
         history=report(
             "reports/figures/tuning/{dataset}/{model}_history.png",
             caption="../reports/captions/tuning.rst",
-            category="Hyperparameter search",
+            category=TUNING,
             subcategory="{dataset} {model}",
         ),
         importances=report(
             "reports/figures/tuning/{dataset}/{model}_importances.png",
             caption="../reports/captions/tuning.rst",
-            category="Hyperparameter search",
+            category=TUNING,
             subcategory="{dataset} {model}",
         ),
     log:
@@ -70,8 +70,8 @@ rule tuning_table:
         csv=report(
             "reports/tables/tuning.csv",
             caption="../reports/captions/tuning_table.rst",
-            category="Tables",
-            subcategory="hyperparameter search",
+            category=TUNING,
+            subcategory="table",
         ),
         tex="reports/tables/tuning.tex",
     log:

@@ -13,7 +13,8 @@ from recbench.rule_script import run_rule
 
 def main(stats_files: list[str], paper_yaml: str, out) -> None:
     stats = {Path(f).parent.name: json.loads(Path(f).read_text()) for f in stats_files}
-    write_table(stats_table(stats, paper_numbers(paper_yaml)), out.md, out.csv, out.tex)
+    write_table(stats_table(stats, paper_numbers(paper_yaml)), out.md, out.csv, out.tex,
+                html_path=out.html)
 
 
 run_rule(snakemake, lambda: main(snakemake.input.stats, snakemake.input.paper, snakemake.output))

@@ -16,7 +16,7 @@ def main(studies: dict, metrics_files: list[str], out) -> None:
         ranks = {run_key(run): read_test_ranks(f, run)
                  for run, f in zip(runs, metrics_files) if run["status"] == "ok"}
         tables.append(accuracy_table(runs, ranks))
-    write_table(tables, out.md, out.csv, out.tex)
+    write_table(tables, out.md, out.csv, out.tex, html_path=out.html)
 
 
 run_rule(snakemake, lambda: main(snakemake.params.studies, snakemake.input.metrics,

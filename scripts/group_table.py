@@ -35,7 +35,8 @@ def section_tables(block, members, runs, ranks, paper) -> list[Table]:
                         block=block) for d, m in pairs for L in max_lens]
 
 
-def main(group: str, layout: dict, metrics_files: list[str], paper_yaml: str, out) -> None:
+def main(group: str, layout: dict, metrics_files: list[str], paper_yaml: str, out,
+         category: str = "") -> None:
     runs = [read_run(f) for f in metrics_files]
     ranks = {run_key(run): read_test_ranks(f, run)
              for run, f in zip(runs, metrics_files) if run["status"] == "ok"}
@@ -47,9 +48,10 @@ def main(group: str, layout: dict, metrics_files: list[str], paper_yaml: str, ou
             table.data = table.data.assign(section=section)   # figures split sweeps by it
             tables.append(table)
     head = f"{layout['description']}\n\n" if layout["description"] else ""
-    write_table(tables, out.md, out.csv, out.tex, head=head)
+    write_table(tables, out.md, out.csv, out.tex, head=head, html_path=out.html,
+                title=f"{category}: group {group}" if category else group)
 
 
 run_rule(snakemake, lambda: main(snakemake.wildcards.group, snakemake.params.layout,
                                  snakemake.input.metrics, snakemake.input.paper,
-                                 snakemake.output))
+                                 snakemake.output, snakemake.params.category))

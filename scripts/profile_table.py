@@ -6,9 +6,11 @@ from recbench.reporting.render import write_table
 from recbench.rule_script import run_rule
 
 
-def main(cells: list[str], study: str, description: str, out) -> None:
-    write_table(cost_tables(read_cells(cells), study, description), out.md, out.csv, out.tex)
+def main(cells: list[str], study: str, description: str, out, category: str = "") -> None:
+    write_table(cost_tables(read_cells(cells), study, description), out.md, out.csv, out.tex,
+                html_path=out.html, title=f"{category}: cost study {study}")
 
 
 run_rule(snakemake, lambda: main(snakemake.input.cells, snakemake.wildcards.study,
-                                 snakemake.params.description, snakemake.output))
+                                 snakemake.params.description, snakemake.output,
+                                 snakemake.params.category))

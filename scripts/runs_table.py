@@ -13,7 +13,8 @@ from recbench.rule_script import run_rule
 
 def main(metrics_files: list[str], paper_yaml: str, out) -> None:
     runs = [read_run(f) for f in metrics_files]
-    write_table(runs_table(runs, paper_numbers(paper_yaml)), out.md, out.csv, out.tex)
+    write_table(runs_table(runs, paper_numbers(paper_yaml)), out.md, out.csv, out.tex,
+                html_path=out.html)
 
 
 run_rule(snakemake, lambda: main(snakemake.input.metrics, snakemake.input.paper,

@@ -1,6 +1,7 @@
 """Paper-layout tables on a tiny hand-made results tree: seeds, marks, Improv., reasons, tests."""
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from recbench.reporting.paper_tables import (
     runs_table,
     stats_table,
 )
-from recbench.reporting.render import to_latex, to_markdown, write_table
+from recbench.reporting.render import to_html, to_latex, to_markdown, write_table
 from recbench.reporting.tables import run_key
 
 PAPER = paper_numbers(Path(__file__).resolve().parents[1] / "reports" / "paper_numbers.yaml")
@@ -135,6 +136,31 @@ def test_markdown_and_latex_render_marks(tree, tmp_path):
     csv = pd.read_csv(tmp_path / "t2.csv").set_index("model")
     assert csv.loc["recgrela", "ours_mean"] == pytest.approx(0.22)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_html_renders_the_table_as_published(tree, tmp_path):
+    """The report's page of a table: the Markdown's cells and marks, the paper's rows told
+    apart, the notes under it, everything escaped."""
+    runs, ranks = read_tree(tree)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"])
+    page = to_html(table, head="Table 2 (reduced)", title="main")
+    assert page.startswith("<!DOCTYPE html>") and "<h1>main</h1>" in page
+    assert '<p class="head">Table 2 (reduced)</p>' in page
+    assert '<td class="best">0.2200 ± 0.0265 (n=3) *</td>' in page        # bold, with its mark
+    assert '<td class="second">0.1900 ± 0.0141 (n=2)</td>' in page        # underlined
+    body = page.split("<tbody>")[1].split("</tbody>")[0]
+    rows = re.findall(r"<tr( class=\"[^\"]*\")?>(.*?)</tr>", body)
+    assert len(rows) == len(table.cells)
+    paper_rows = [r for cls, r in rows if "paper" in cls]
+    assert len(paper_rows) == len(rows) // 2 and "<td>0.1959</td>" in paper_rows[0]
+    assert '<th class="source">ours</th>' in rows[0][1] and "ML-1M" in rows[0][1]
+    assert "ML-1M" not in paper_rows[0]                    # a repeated label is left blank
+    notes = re.findall(r"<li>(.*?)</li>", page)
+    assert len(notes) == len(table.notes) and any("Wilcoxon" in n for n in notes)
+    assert "p &lt; 0.05" in page and "p < 0.05" not in page      # escaped
+    write_table(table, *(tmp_path / f"t2.{e}" for e in ("md", "csv", "tex")),
+                html_path=tmp_path / "t2.html", head="Table 2 (reduced)", title="main")
+    assert (tmp_path / "t2.html").read_text() == page
 
 
 def test_no_mark_when_the_reference_is_not_significantly_better(tree):
