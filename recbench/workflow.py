@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from recbench.cost.grid import ProfileCell, expand_profile
@@ -34,6 +35,7 @@ from recbench.plan.groups import (
     expand_groups,
     group_runs,
     load_external_models,
+    nearest,
 )
 from recbench.tuning.studies import Study, check_tuning, expand_studies
 
@@ -51,6 +53,51 @@ FIDELITY = "Fidelity: ours beside the authors' code"
 EVERY_RUN = "Every run"
 ORDER = [DATASETS_CATEGORY, "Table 2", "Table 3", FIG3, "Fig. 4", "Fig. 5", "Fig. 6", "Fig. 7",
          "Fig. 8", BEYOND, CURVES, TUNING, FIDELITY, EVERY_RUN]
+
+
+def check_config(config: dict, schema: dict | str | Path) -> None:
+    """The config against config/schema.yaml, its first problem as one short ValueError: the
+    key, what is wrong and, for an unknown key or value, the nearest valid one
+    ("config train.epoch: unknown key; did you mean 'epochs'?"), instead of the schema dump of
+    snakemake.utils.validate (which the Snakefile calls afterwards, to fill the defaults)."""
+    if not isinstance(schema, dict):
+        schema = yaml.safe_load(Path(schema).read_text())
+    if not isinstance(config, dict):
+        raise ValueError(f"config: must be a mapping of keys to values, got {_short(config)}")
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if errors:
+        raise ValueError(config_problem(jsonschema.exceptions.best_match(errors)))
+
+
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def config_problem(err: jsonschema.ValidationError) -> str:
+    """One schema error of the config as one line naming the key."""
+    where = ".".join(str(p) for p in err.absolute_path)
+    at = f"config {where}" if where else "config"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = set(err.schema.get("properties", {}))
+        unknown = [k for k in err.instance if k not in known]
+        if unknown:
+            key = unknown[0]
+            name = f"{where}.{key}" if where else str(key)
+            hint = nearest(key, sorted(known)) or (
+                f"; valid keys: {', '.join(sorted(known))}" if known else "")
+            return f"config {name}: unknown key{hint}"
+    if err.validator == "enum":
+        return (f"{at}: {_short(err.instance)} is not one of {list(err.validator_value)}"
+                f"{nearest(err.instance, err.validator_value)}")
+    if err.validator == "type":
+        wanted = err.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return f"{at}: {_short(err.instance)} is not of type {wanted}"
+    if err.validator == "required":
+        return f"{at}: {err.message}"
+    message = err.message if len(err.message) <= 200 else err.message[:197] + "..."
+    return f"{at}: {message}"
 
 
 @dataclass

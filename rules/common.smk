@@ -16,13 +16,13 @@ from recbench.workflow import (
     FIG3,
     TUNING,
     Workflow,
+    check_config,
 )
 
-validate(
-    config, schema="../config/schema.yaml"
-)  # fills defaults; names a bad key or type
-
 CONFIG_DIR = Path(workflow.basedir) / "config"
+# a bad key, type or value fails here in one line naming the key and the nearest valid one
+check_config(config, CONFIG_DIR / "schema.yaml")
+validate(config, schema="../config/schema.yaml")  # fills the defaults
 # every rule runs in the project's one environment (with --sdm conda; else the active one)
 ENVIRONMENT = "../environment.yml"
 # the config checked and expanded: the dataset registry (each entry checked against

@@ -32,6 +32,7 @@ built, naming what is wrong, instead of hours later in a training job.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ TUNED = "tuned"     # the variant (and the option-set key) of a run with a study
 
 class ConfigError(ValueError):
     """A config mistake found when the workflow is built; the message names the key."""
+
+
+def nearest(word, choices) -> str:
+    """"; did you mean 'x'?" for the valid choice nearest to a misspelt `word` (difflib), or ""."""
+    close = difflib.get_close_matches(str(word), sorted(map(str, choices)), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def model_fields(model: str, external=()) -> set[str]:
@@ -146,8 +153,8 @@ def _blocks(name: str, group: dict, config: dict):
     sweep (section = the sweep's name)."""
     unknown = sorted(set(group) - GROUP_KEYS)
     if unknown:
-        raise ConfigError(f"config groups.{name}: unknown key(s) {unknown}; "
-                          f"allowed: {sorted(GROUP_KEYS)}")
+        raise ConfigError(f"config groups.{name}.{unknown[0]}: unknown key"
+                          f"{nearest(unknown[0], GROUP_KEYS) or f'; allowed: {sorted(GROUP_KEYS)}'}")
     base = {k: group.get(k, config[k]) for k in ("datasets", "models", "max_lens", "seeds")}
     if "models" not in group:     # the top-level list, with the switched-on external models
         base["models"] = list(dict.fromkeys(config["models"]
@@ -160,9 +167,11 @@ def _blocks(name: str, group: dict, config: dict):
     blocks = []
     for sweep, part in sweeps.items():
         where = f"groups.{name}.sweeps.{sweep}"
-        bad = sorted(set(part) - (GROUP_KEYS - {"sweeps", "description", "paper"}))
+        allowed = GROUP_KEYS - {"sweeps", "description", "paper"}
+        bad = sorted(set(part) - allowed)
         if bad:
-            raise ConfigError(f"config {where}: unknown key(s) {bad}")
+            raise ConfigError(f"config {where}.{bad[0]}: unknown key"
+                              f"{nearest(bad[0], allowed) or f'; allowed: {sorted(allowed)}'}")
         blocks.append((sweep, where,
                        base | part | {"train": base["train"] | part.get("train", {})}))
     return blocks
@@ -173,7 +182,8 @@ def _check_train(settings: dict, schema: dict, where: str) -> None:
     props = schema["properties"]["train"]["properties"]
     unknown = sorted(set(settings) - set(props))
     if unknown:
-        raise ConfigError(f"config {where}: unknown train key(s) {unknown}; known: {sorted(props)}")
+        raise ConfigError(f"config {where}.{unknown[0]}: unknown train key"
+                          f"{nearest(unknown[0], props) or f'; known: {sorted(props)}'}")
     for key, value in settings.items():
         try:
             jsonschema.validate(value, props[key])

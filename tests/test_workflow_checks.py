@@ -1,0 +1,98 @@
+"""What `snakemake --dry-run` says about a config before any job, in a copy of the repository:
+a config mistake in one or two lines naming the key and the nearest valid one; an external
+model's `rule:` checked against the workflow's rules; external models declared in a user's
+config. (tests/test_workflow.py runs the whole DAG.)"""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from recbench.workflow import check_config, config_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "workflow" / "tiny.yaml"
+SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("clone")
+    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
+    (workdir / "reports").mkdir()
+    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", workdir / "reports")
+    shutil.copytree(ROOT / "reports" / "captions", workdir / "reports" / "captions")
+    return workdir
+
+
+def dry_run(clone: Path, tmp_path: Path, config: dict) -> subprocess.CompletedProcess:
+    path = tmp_path / "user.yaml"
+    path.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", "--dry-run", "--configfile",
+           str(path)]
+    return subprocess.run(cmd, cwd=clone, capture_output=True, text=True, timeout=300)
+
+
+def tiny(**changes) -> dict:
+    return yaml.safe_load(TINY.read_text()) | changes
+
+
+# --- item 9: a config mistake in one or two lines --------------------------------------------
+
+def problem(config: dict) -> str:
+    with pytest.raises(ValueError) as err:
+        check_config(config, SCHEMA)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("changes, said", [
+    ({"train": {"epoch": 3}}, "config train.epoch: unknown key; did you mean 'epochs'?"),
+    ({"datasetz": ["ml-1m"]}, "config datasetz: unknown key; did you mean 'datasets'?"),
+    ({"profile": {"studies": {"s": {"max_lens": [10], "model": ["sasrec"]}}}},
+     "config profile.studies.s.model: unknown key; did you mean 'models'?"),
+    ({"groups": {"main": {"paper": "table4"}}},
+     "config groups.main.paper: 'table4' is not one of ['table2', 'table3', 'fig4', "
+     "'fig5_position_encoding', 'fig5_activation', 'fig8']; did you mean 'table3'?"),
+    ({"seeds": "2020"}, "config seeds: '2020' is not of type array"),
+    ({"train": {"device": "cuda7"}}, "config train.device: 'cuda7' does not match"),
+    ({"xyzzy": 1}, "config xyzzy: unknown key; valid keys: data_mirror, dataset_registry,"),
+])
+def test_a_config_mistake_is_one_line_naming_the_key(changes, said):
+    text = problem({"datasets": ["ml-1m"]} | changes)
+    assert said in text
+    assert "\n" not in text and len(text) < 400
+
+
+def test_a_valid_config_passes():
+    check_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), SCHEMA)
+
+
+def test_the_problem_of_a_huge_value_is_shortened():
+    err = next(jsonschema.Draft202012Validator(SCHEMA).iter_errors({"seeds": "x" * 5000}))
+    assert len(config_problem(err)) < 200
+
+
+def test_a_typo_fails_the_dry_run_in_two_lines_not_the_schema(clone, tmp_path):
+    config = tiny()
+    config["train"]["epoch"] = 3
+    done = dry_run(clone, tmp_path, config)
+    assert done.returncode != 0
+    said = done.stdout + done.stderr
+    assert "config train.epoch: unknown key; did you mean 'epochs'?" in said
+    # Snakemake's own lines (profile, error header, two frames) and ours: no schema dump
+    assert len(said.splitlines()) <= 8, said
+    assert "additionalProperties" not in said and "description" not in said
+
+
+def test_a_group_key_typo_names_the_nearest_key_at_dry_run(clone, tmp_path):
+    config = tiny()
+    config["groups"]["width"]["overides"] = config["groups"]["width"].pop("overrides")
+    done = dry_run(clone, tmp_path, config)
+    assert done.returncode != 0
+    assert ("config groups.width.overides: unknown key; did you mean 'overrides'?"
+            in done.stdout + done.stderr)
