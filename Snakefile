@@ -29,3 +29,9 @@ rule all:
     input:
         all_outputs(),
         tuning_outputs(),
+
+
+# every external model's `rule:` names a rule above that writes the run folder's files
+WORKFLOW.check_external_rules(
+    {r.name: [str(o) for o in r.output] for r in workflow.rules}
+)

@@ -132,6 +132,9 @@ def check_window(model: str, length: int, max_len: int) -> None:
 class SequentialRecommender(nn.Module):
     causal: bool = False       # hidden[:, t] sees items <= t only
     learned: bool = True       # False: fitted from counts (Popularity), no optimiser
+    # how tables and legends name the model (None: recbench/names.py's spelling, else the
+    # registry name); the workflow hands it to the reporting rules (recbench/workflow.py)
+    display_name: str | None = None
 
     @property
     def padding_invariant(self) -> bool:

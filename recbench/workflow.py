@@ -17,12 +17,14 @@ studies and runs are compared with the authors' code). The rule files only decla
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
 import yaml
 
+from models import REGISTRY, model_class
 from recbench.cost.grid import ProfileCell, expand_profile
 from recbench.data.parsers import DataError
 from recbench.data.registry import check_registry, load_registry
@@ -35,6 +37,7 @@ from recbench.plan.groups import (
     expand_groups,
     group_runs,
     load_external_models,
+    model_defaults,
     nearest,
 )
 from recbench.tuning.studies import Study, check_tuning, expand_studies
@@ -45,6 +48,8 @@ PAPER_PARTS = {"table2": "Table 2", "table3": "Table 3", "fig4": "Fig. 4",
                "fig5_position_encoding": "Fig. 5", "fig5_activation": "Fig. 5",
                "fig6": "Fig. 6", "fig7": "Fig. 7", "fig8": "Fig. 8"}
 BEYOND = "Beyond the paper"
+# the run folder's files, as a rule's output patterns (rules/train.smk; a baseline's own rule)
+RUN_FOLDER = "results/{dataset}/{model}/{variant}/L{max_len}/seed{seed}/"
 DATASETS_CATEGORY = "Table 1"
 FIG3 = "Fig. 3"
 CURVES = "Training curves"
@@ -100,6 +105,11 @@ def config_problem(err: jsonschema.ValidationError) -> str:
     return f"{at}: {message}"
 
 
+def _without_constraints(pattern: str) -> str:
+    """'results/{model,a|b}/x' -> 'results/{model}/x' (a constraint may hold {m,n})."""
+    return re.sub(r"\{\s*(\w+)\s*,(?:[^{}]|\{[^{}]*\})*\}", r"{\1}", str(pattern))
+
+
 @dataclass
 class Workflow:
     config: dict
@@ -110,6 +120,7 @@ class Workflow:
     profile: dict[str, list[ProfileCell]]
     runs: dict[str, Run] = field(init=False)
     profile_cells: dict[str, ProfileCell] = field(init=False)
+    _model_info: dict | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.runs = all_runs(self.groups)
@@ -127,7 +138,8 @@ class Workflow:
         except DataError as err:
             raise ValueError(str(err)) from None
         try:
-            external = load_external_models(config_dir / "external_models.yaml")
+            external = load_external_models(config_dir / "external_models.yaml",
+                                            config.get("external_model_registry", {}))
             check_tuning(config, external)
             groups = expand_groups(config, yaml.safe_load((config_dir / "schema.yaml").read_text()),
                                    datasets, external)
@@ -174,9 +186,18 @@ class Workflow:
     def group_layout(self, group: str) -> dict:
         """What the group table script needs: the paper block and the runs of each section."""
         spec = self.config["groups"][group]
+        info = self.model_info()
+        models = sorted({run.model for run in group_runs(self.groups, group)})
         return {"paper": spec.get("paper"), "description": spec.get("description", ""),
                 "sections": {section: [run.identity() for run in runs]
-                             for section, runs in self.groups[group].items()}}
+                             for section, runs in self.groups[group].items()},
+                "deterministic": [m for m in models if info[m]["deterministic"]]}
+
+    def model_defaults(self, group: str) -> dict[str, dict]:
+        """{model: its Config defaults} of a group's models (none for an external model): how
+        a figure names a default variant (scripts/group_figure.py)."""
+        return {m: model_defaults(m, self.external)
+                for m in sorted({run.model for run in group_runs(self.groups, group)})}
 
     # --- which tables and figures a config asks for ---------------------------------------
 
@@ -219,6 +240,55 @@ class Workflow:
         varied = {k for over in sets for k in over
                   if len({str(o.get(k)) for o in sets}) > 1}
         return varied.pop() if len(varied) == 1 else "max_len"
+
+    # --- the rules of external models ------------------------------------------------------
+
+    def check_external_rules(self, rules: dict[str, list[str]]) -> None:
+        """Each external model's `rule` names a rule of the workflow ({name: its output
+        patterns}, wildcard constraints allowed: the Snakefile passes `workflow.rules`) that
+        writes the run folder's metrics.json and test_ranks.parquet; else ValueError naming
+        the entry's key."""
+        rules = {name: [_without_constraints(o) for o in outputs]
+                 for name, outputs in rules.items()}
+        user = set(self.config.get("external_model_registry", {}))
+        for model, entry in self.external.items():
+            key = (f"config external_model_registry.{model}.rule" if model in user
+                   else f"config/external_models.yaml {model}.rule")
+            rule = entry["rule"]
+            if rule not in rules:
+                raise ValueError(f"{key}: no rule {rule!r} in this workflow"
+                                 f"{nearest(rule, rules) or ''} (include its rules/<rule>.smk "
+                                 "from the Snakefile: docs/adding_a_model.md)")
+            for name in ("metrics.json", "test_ranks.parquet"):
+                want = RUN_FOLDER + name
+                if want not in rules[rule]:
+                    raise ValueError(f"{key}: rule {rule!r} does not write {want} (its outputs: "
+                                     f"{rules[rule]}; docs/adding_a_model.md)")
+
+    # --- what the reporting rules are told about the models ----------------------------------
+
+    def model_info(self) -> dict[str, dict]:
+        """{model: {"display_name", "deterministic"}} for every model of the runs and the cost
+        cells, the reporting rules' params (recbench/names.py `declare`; the tables): the name
+        a model file declares (class attribute `display_name`) or an external model's entry
+        (`display_name:`), and whether its runs are the same whatever the seed (an external
+        entry's `deterministic: true`; a model file that is not learned, as Popularity)."""
+        if self._model_info is not None:
+            return self._model_info
+        models = {run.model for run in self.runs.values()}
+        models |= {cell.model for cell in self.profile_cells.values()}
+        info = self._model_info = {}
+        for model in sorted(models):
+            if model in self.external:
+                entry = self.external[model]
+                name, fixed = entry.get("display_name"), bool(entry.get("deterministic", False))
+            elif model in REGISTRY:
+                cls = model_class(model)
+                name, fixed = getattr(cls, "display_name", None), not cls.learned
+            else:
+                name, fixed = None, False
+            info[model] = {"display_name": name, "deterministic": fixed}
+        return info
 
     # --- the HTML report: categories and the front page --------------------------------------
 

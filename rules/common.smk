@@ -39,6 +39,8 @@ STUDIES = WORKFLOW.studies
 PROFILE = WORKFLOW.profile  # {study: [ProfileCell]}
 PROFILE_CELLS = WORKFLOW.profile_cells
 USED_DATASETS = WORKFLOW.used_datasets
+# {model: {display_name, deterministic}}: what the reporting rules are told of each model (params)
+MODEL_INFO = WORKFLOW.model_info()
 
 
 wildcard_constraints:
@@ -130,10 +132,6 @@ def run_files(runs, name):
         )
         for run in runs
     ]
-
-
-def group_histories(wildcards):
-    return run_files(group_runs(GROUPS, wildcards.group), "history")
 
 
 def group_metrics(wildcards):

@@ -22,6 +22,7 @@ rule profile_figure:
     conda:
         ENVIRONMENT
     params:
+        models=MODEL_INFO,
         axis=lambda wildcards: study_axis(wildcards.study),
         description=study_description,
     script:
@@ -46,8 +47,10 @@ rule group_figure:
     conda:
         ENVIRONMENT
     params:
+        models=MODEL_INFO,
         kind=lambda wildcards: group_figure_kind(wildcards.group),
         description=group_description,
+        defaults=lambda wildcards: WORKFLOW.model_defaults(wildcards.group),
     script:
         "../scripts/group_figure.py"
 
@@ -72,6 +75,7 @@ rule cost_accuracy_figure:
     conda:
         ENVIRONMENT
     params:
+        models=MODEL_INFO,
         max_len=lambda wildcards: main_max_len(wildcards.group),
     script:
         "../scripts/cost_accuracy_figure.py"
@@ -79,8 +83,9 @@ rule cost_accuracy_figure:
 
 rule training_curves:
     input:
+        # each run's history.csv is read beside its metrics.json where the run's rule wrote
+        # one (optional in the results contract); a run without one is named under the figure
         metrics=group_metrics,
-        history=group_histories,
     output:
         png=report(
             "reports/figures/curves_{group}.png",
@@ -95,5 +100,7 @@ rule training_curves:
         "logs/benchmarks/figures/curves_{group}.tsv"
     conda:
         ENVIRONMENT
+    params:
+        models=MODEL_INFO,
     script:
         "../scripts/training_curves.py"

@@ -55,6 +55,7 @@ rule profile_table:
     conda:
         ENVIRONMENT
     params:
+        models=MODEL_INFO,
         description=study_description,
         category=study_category,
     script:

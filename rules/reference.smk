@@ -57,6 +57,7 @@ rule fidelity_table:
     conda:
         ENVIRONMENT
     params:
+        models=MODEL_INFO,
         studies={
             study: [cell.path for cell in PROFILE[study]] for study in FIDELITY_STUDIES
         },
@@ -80,5 +81,7 @@ rule fidelity_figure:
         "logs/benchmarks/figures/fidelity.tsv"
     conda:
         ENVIRONMENT
+    params:
+        models=MODEL_INFO,
     script:
         "../scripts/fidelity_figure.py"

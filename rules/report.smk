@@ -19,6 +19,7 @@ rule front_page:
     conda:
         ENVIRONMENT
     params:
+        models=MODEL_INFO,
         layout=front_page_layout(),
     script:
         "../scripts/front_page.py"
@@ -78,6 +79,8 @@ rule runs_table:
         "logs/benchmarks/runs_table.tsv"
     conda:
         ENVIRONMENT
+    params:
+        models=MODEL_INFO,
     script:
         "../scripts/runs_table.py"
 
@@ -109,6 +112,7 @@ rule group_table:
     conda:
         ENVIRONMENT
     params:
+        models=MODEL_INFO,
         layout=group_layout,
         category=group_category,
     script:

@@ -4,6 +4,7 @@ FLOPs)."""
 import pandas as pd
 
 from recbench.cost.cells import read_cells
+from recbench.names import declare
 from recbench.reporting.figures import cost_accuracy_figure
 from recbench.reporting.paper_numbers import paper_numbers
 from recbench.rule_script import run_rule
@@ -16,6 +17,7 @@ def main(table: str, cells: list[str], paper: str, max_len: int, out) -> None:
                          max_len=max_len)
 
 
+declare(snakemake.params.models)   # display names, the figures' models (recbench/names.py)
 run_rule(snakemake, lambda: main(snakemake.input.table, snakemake.input.cells,
                                  snakemake.input.paper, snakemake.params.max_len,
                                  snakemake.output))

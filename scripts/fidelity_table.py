@@ -2,6 +2,7 @@
 fidelity.*: the cost of the profile studies that measure both, the test accuracy of the groups
 that train both, each with its paired comparison (recbench/reporting/fidelity.py)."""
 from recbench.cost.cells import read_cells
+from recbench.names import declare
 from recbench.reporting.fidelity import accuracy_table, cost_table
 from recbench.reporting.render import write_table
 from recbench.reporting.tables import run_key
@@ -19,5 +20,6 @@ def main(studies: dict, metrics_files: list[str], out) -> None:
     write_table(tables, out.md, out.csv, out.tex, html_path=out.html)
 
 
+declare(snakemake.params.models)   # display names, the figures' models (recbench/names.py)
 run_rule(snakemake, lambda: main(snakemake.params.studies, snakemake.input.metrics,
                                  snakemake.output))

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from recbench.io import write_text_atomic
+from recbench.names import declare
 from recbench.reporting.front_page import front_page, machine
 from recbench.results import read_run
 from recbench.rule_script import run_rule
@@ -17,6 +18,7 @@ def main(metrics: list[str], stats: list[str], cells: list[str], layout: dict, o
     write_text_atomic(out, front_page(runs, data, measured, layout, host=machine()))
 
 
+declare(snakemake.params.models)   # display names, the figures' models (recbench/names.py)
 run_rule(snakemake, lambda: main(snakemake.input.metrics, snakemake.input.stats,
                                  snakemake.input.cells, snakemake.params.layout,
                                  snakemake.output[0]))

@@ -5,24 +5,26 @@ one panel per sweep; `accuracy_length` (beyond the paper): NDCG@10 against max_l
 """
 import pandas as pd
 
-from recbench.plan.groups import load_external_models, model_defaults
+from recbench.names import declare
 from recbench.reporting.figures import accuracy_length_figure, bars_figure, sensitivity_figure
 from recbench.rule_script import run_rule
 
 
-def main(table: str, kind: str, description: str, out) -> None:
+def main(table: str, kind: str, description: str, defaults: dict, out) -> None:
     frame = pd.read_csv(table)
     if kind == "bars":     # the default variant named with the model's own value
         bars_figure(frame, out.png, out.svg, title=description,
-                    defaults=model_defaults(frame["model"].iat[0], load_external_models()))
+                    defaults=defaults.get(frame["model"].iat[0], {}))
     elif kind == "sensitivity":
-        defaults = model_defaults(frame["model"].iat[0])
-        sensitivity_figure(frame, defaults, out.png, out.svg, title=description)
+        sensitivity_figure(frame, defaults.get(frame["model"].iat[0], {}), out.png, out.svg,
+                           title=description)
     elif kind == "accuracy_length":
         accuracy_length_figure(frame, out.png, out.svg, title=description)
     else:
         raise ValueError(f"group_figure: unknown kind {kind!r}")
 
 
+declare(snakemake.params.models)   # display names, the figures' models (recbench/names.py)
 run_rule(snakemake, lambda: main(snakemake.input.table, snakemake.params.kind,
-                                 snakemake.params.description, snakemake.output))
+                                 snakemake.params.description, snakemake.params.defaults,
+                                 snakemake.output))

@@ -2,6 +2,7 @@
 memory and time per training step against max_len (log-log, fitted slopes in the legend) or
 against the option the study varies (layers, heads), the paper's memory claim checked below."""
 from recbench.cost.cells import read_cells
+from recbench.names import declare
 from recbench.reporting.figures import scaling_figure
 from recbench.rule_script import run_rule
 
@@ -14,5 +15,6 @@ def main(cells: list[str], axis: str, description: str, out) -> None:
     print(claim)
 
 
+declare(snakemake.params.models)   # display names, the figures' models (recbench/names.py)
 run_rule(snakemake, lambda: main(snakemake.input.cells, snakemake.params.axis,
                                  snakemake.params.description, snakemake.output))

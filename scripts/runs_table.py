@@ -4,6 +4,7 @@ Status, test HR/NDCG/MRR@5,10, the paper's and the reference log's value for the
 setting, epochs, time, memory and device; each run's identity is read from its metrics.json,
 checked against the results contract (recbench/results.py) whatever rule wrote it.
 """
+from recbench.names import declare
 from recbench.reporting.paper_numbers import paper_numbers
 from recbench.reporting.paper_tables import runs_table
 from recbench.reporting.render import write_table
@@ -17,5 +18,6 @@ def main(metrics_files: list[str], paper_yaml: str, out) -> None:
                 html_path=out.html)
 
 
+declare(snakemake.params.models)   # display names, the figures' models (recbench/names.py)
 run_rule(snakemake, lambda: main(snakemake.input.metrics, snakemake.input.paper,
                                  snakemake.output))

@@ -422,3 +422,66 @@ def test_authors_code_models_are_named_and_ordered_after_their_own(model, name):
     colours = [tuple(figures.model_style(m)["color"]) for m in order]
     assert len(set(colours)) == len(order)                    # every model its own colour
     assert tuple(figures.model_style("brand-new")["color"]) not in colours
+
+
+# --- issue 27 item 7: no two models of a figure look alike; declared display names ------------
+
+@pytest.fixture
+def declared():
+    """recbench.names.declare, undone after the test (a reporting rule declares once)."""
+    from recbench import names
+
+    yield names.declare
+    names.declare({})
+
+
+def look(style) -> tuple:
+    return tuple(style["color"]), style["marker"]
+
+
+def test_models_outside_the_palette_never_share_a_look(declared):
+    from recbench.reporting.style import model_styles
+
+    # narm and itemknn collided (sum of the letters' codes, modulo 8)
+    assert look(figures.model_style("narm", among=["itemknn"])) != \
+        look(figures.model_style("itemknn", among=["narm"]))
+    new = [f"baseline{i:02d}" for i in range(40)] + ["narm", "itemknn"]
+    styles = model_styles(new + ["recgrela", "sasrec", "popularity"])
+    assert len({look(s) for s in styles.values()}) == len(styles)         # 45 models, 45 looks
+    # the paper's models keep their fixed look whatever else is drawn
+    assert look(styles["recgrela"]) == look(figures.model_style("recgrela"))
+    assert look(styles["sasrec"]) == look(figures.model_style("sasrec", among=["narm"]))
+    # a few new models take colours no paper model has
+    fixed = {tuple(figures.model_style(m)["color"]) for m in figures.MODEL_ORDER}
+    few = model_styles(["narm", "itemknn", "recgrela"])
+    assert not {tuple(few[m]["color"]) for m in ("narm", "itemknn")} & fixed
+    # a model keeps its look across the figures of one workflow (the declared models)
+    declared({"narm": {}, "itemknn": {}, "recgrela": {}})
+    assert look(figures.model_style("narm")) == look(figures.model_style("narm", ["itemknn"]))
+
+
+def test_two_new_models_are_told_apart_in_a_figure(tmp_path, drawn):
+    sweep = pd.DataFrame([
+        {"dataset": "ml-1m", "model": m, "max_len": L, "metric": "ndcg@10",
+         "ours_mean": v, "ours_std": 0.01}
+        for m, base in (("narm", 0.1), ("itemknn", 0.12)) for L, v in
+        ((50, base), (200, base + 0.02))])
+    figures.accuracy_length_figure(sweep, tmp_path / "b.png", tmp_path / "b.svg")
+    colours = colours_of(drawn[0])
+    assert set(colours) == {"narm", "itemknn"} and colours["narm"] != colours["itemknn"]
+
+
+def test_a_declared_display_name_names_the_model_in_legends(tmp_path, drawn, declared):
+    declared({"narm": {"display_name": "NARM"}, "recgrela": {"display_name": None}})
+    figures.training_curves_figure(curves_runs(models=("recgrela", "narm")),
+                                   tmp_path / "c.png", tmp_path / "c.svg")
+    assert drawn[0].axes[0].get_legend_handles_labels()[1] == ["RecGRELA", "NARM"]
+
+
+def test_training_curves_skip_a_run_without_history_and_say_so(tmp_path, drawn):
+    without = [{"dataset": "ml-1m", "model": "itemknn", "variant": "default", "seed": 1}]
+    note = figures.training_curves_figure(curves_runs(), tmp_path / "c.png",
+                                          tmp_path / "c.svg", without_history=without)
+    assert note == "Not drawn, no history.csv beside metrics.json: itemknn (1 run)."
+    assert note in [t.get_text().replace("\n", " ") for t in drawn[0].texts]
+    assert drawn[0].axes[0].get_legend_handles_labels()[1] == ["RecGRELA"]

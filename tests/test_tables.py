@@ -163,6 +163,31 @@ def test_html_renders_the_table_as_published(tree, tmp_path):
     assert (tmp_path / "t2.html").read_text() == page
 
 
+def test_a_deterministic_model_reads_one_number_not_a_spread(tmp_path):
+    """Popularity (not learned) gives the same number whatever the seed: no '± 0.0000 (n=2)'."""
+    rng = np.random.default_rng(0)
+    for seed in (1, 2):
+        write_run(tmp_path, "popularity", seed, 0.05, ranks=rng.integers(5, 20, 200))
+        write_run(tmp_path, "recgrela", seed, 0.20 + 0.01 * seed, ranks=rng.integers(1, 4, 200))
+    runs, ranks = read_tree(tmp_path)
+    table = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"],
+                       deterministic=["popularity"])
+    ours = ("ML-1M", "NDCG@10", "ours")
+    assert cell(table, ours, "Pop") == "0.0500 (deterministic)"
+    assert cell(table, ours, "RecGRELA").startswith("0.2150 ± 0.0071 (n=2)")
+    assert any("(deterministic) = a model whose result does not depend on the seed (Pop)" in n
+               for n in table.notes)
+    # not declared deterministic: the usual cell; declared but differing seeds: the spread
+    plain = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"])
+    assert cell(plain, ours, "Pop") == "0.0500 ± 0.0000 (n=2)"
+    odd = main_table(runs, PAPER, max_len=200, test_ranks=ranks, metrics=["ndcg@10"],
+                     deterministic=["recgrela"])
+    assert cell(odd, ours, "RecGRELA").startswith("0.2150 ± 0.0071 (n=2)")
+    group = group_table(runs, PAPER, dataset="ml-1m", model="popularity", max_len=200,
+                        rows=["default"], metrics=["ndcg@10"], deterministic={"popularity"})
+    assert group.cells.loc[("default", "ours"), "NDCG@10"] == "0.0500 (deterministic)"
+
+
 def test_no_mark_when_the_reference_is_not_significantly_better(tree):
     runs, ranks = read_tree(tree)
     same = ranks[("ml-1m", "recgrela", "default", 200, 1)]

@@ -21,10 +21,11 @@ A group (config key `groups`) is a block of lists whose cross product gives its 
 
 Train settings of a run: config `train`, then `train_by_dataset[dataset]`, then the group's.
 
-External models (config/external_models.yaml: made by a rule running outside code, e.g.
-RecBole's own SASRec) are named in `models` like any model; the config key `external_models`
-adds them to every group that keeps the top-level `models`. They take no options (variant
-`default`), and each declares the train settings its rule supports (`requires`).
+External models (config/external_models.yaml, or a config's `external_model_registry`: made by
+a rule running outside code, e.g. RecBole's own SASRec) are named in `models` like any model;
+the config key `external_models` adds them to every group that keeps the top-level `models`.
+They take no options (variant `default`), and each declares the train settings its rule
+supports (`requires`); one declared `deterministic` runs once, for the group's first seed.
 Everything a user can get wrong (a model name, an option name or value, a group name, two
 groups asking for the same run with different settings) fails here, when the workflow is
 built, naming what is wrong, instead of hours later in a training job.
@@ -75,9 +76,9 @@ def model_defaults(model: str, external=()) -> dict:
     return dataclasses.asdict(model_class(model).Config())
 
 
-def load_external_models(path=EXTERNAL_PATH) -> dict[str, dict]:
-    """config/external_models.yaml: {name: entry}, each with a `rule`, a `description` and
-    optional `requires` ({train key: [allowed values]}); names distinct from models/REGISTRY."""
+def load_external_models(path=EXTERNAL_PATH, extra: dict | None = None) -> dict[str, dict]:
+    """config/external_models.yaml, with a config's `external_model_registry` entries (`extra`)
+    merged over it: {name: entry}, each checked (check_external_models)."""
     path = Path(path)
     try:
         catalogue = yaml.safe_load(path.read_text()) or {}
@@ -85,21 +86,43 @@ def load_external_models(path=EXTERNAL_PATH) -> dict[str, dict]:
         raise ConfigError(f"{path}: cannot read the external models: {err}") from None
     if not isinstance(catalogue, dict):
         raise ConfigError(f"{path}: must map model names to entries")
+    where = {name: f"{path.name}: external model {name!r}" for name in catalogue}
+    for name in extra or {}:
+        where[name] = f"config external_model_registry.{name}"
+    return check_external_models(catalogue | (extra or {}), where)
+
+
+def check_external_models(catalogue: dict, where: dict | None = None) -> dict[str, dict]:
+    """Each entry: `rule` and `description` (strings), optional `display_name` (string: how
+    tables and legends name it), `deterministic` (bool: its result does not depend on the
+    seed, so it runs once per group, for the group's first seed) and `requires` ({train key:
+    [allowed values]}); names distinct from models/REGISTRY. `where` names each entry's place
+    in an error."""
+    where = where or {}
     for name, entry in catalogue.items():
-        where = f"{path.name}: external model {name!r}"
+        at = where.get(name, f"external model {name!r}")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", str(name)):
-            raise ConfigError(f"{where}: a name is lower-case letters, digits, '_', '.', '-'")
+            raise ConfigError(f"{at}: a name is lower-case letters, digits, '_', '.', '-'")
         if name in REGISTRY:
-            raise ConfigError(f"{where} has the name of a registered model (models/__init__.py)")
+            raise ConfigError(f"{at} has the name of a registered model (models/__init__.py)")
         if not isinstance(entry, dict) or not all(
                 isinstance(entry.get(k), str) for k in ("rule", "description")):
-            raise ConfigError(f"{where} needs `rule` (the rule that makes its runs) and "
+            raise ConfigError(f"{at} needs `rule` (the rule that makes its runs) and "
                               "`description`, both strings")
         requires = entry.get("requires", {})
         if not isinstance(requires, dict) or not all(isinstance(v, list)
                                                      for v in requires.values()):
-            raise ConfigError(f"{where}: `requires` maps train keys to lists of allowed values")
+            raise ConfigError(f"{at}: `requires` maps train keys to lists of allowed values")
+        if not isinstance(entry.get("display_name", ""), str):
+            raise ConfigError(f"{at}: `display_name` is a string")
+        if not isinstance(entry.get("deterministic", False), bool):
+            raise ConfigError(f"{at}: `deterministic` is true or false")
     return catalogue
+
+
+def is_deterministic(model: str, external: dict) -> bool:
+    """An external model whose entry says its result does not depend on the seed."""
+    return bool(external.get(model, {}).get("deterministic", False))
 
 
 def check_model_options(model: str, overrides: dict, where: str, external=None) -> None:
@@ -261,6 +284,8 @@ def expand_groups(config: dict, schema: dict, datasets: dict,
                     block["max_lens"], block["seeds"]):
                 if (model, i) not in variants:
                     continue
+                if is_deterministic(model, external) and seed != block["seeds"][0]:
+                    continue          # the same result whatever the seed: run once
                 options, variant = variants[model, i]
                 train = (config["train"] | config["train_by_dataset"].get(dataset, {})
                          | block["train"])

@@ -8,6 +8,7 @@ hollow markers). Each figure is saved as PNG and SVG.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -117,7 +118,7 @@ def scaling_figure(cells: pd.DataFrame, png, svg, *, x: str = "max_len",
         for series, part in data.groupby("series", sort=False):
             part = part.dropna(subset=[x]).sort_values(x)
             model, variant = part["model"].iat[0], part["variant"].iat[0]
-            style = model_style(model)
+            style = model_style(model, among=set(data["model"]))
             # a model's other option sets: same colour, hollow marker, dotted line
             k = 0
             if x == "max_len" and variant != "default":
@@ -222,7 +223,7 @@ def cost_accuracy_figure(main: pd.DataFrame, cells: pd.DataFrame, paper: pd.Data
             here = pairs[(pairs["dataset"] == dataset) & (pairs["batch_size"] == batch)]
             single = _single_seed(here)
             for row, one in zip(here.itertuples(), single):
-                style = model_style(row.model)
+                style = model_style(row.model, among=set(pairs["model"]))
                 ax.scatter(row.memory_mb, row.ours_mean, s=max(20, row.flops_per_sequence * scale),
                            color=style["color"], alpha=0.6, edgecolor="k", marker="o")
                 ax.errorbar(row.memory_mb, row.ours_mean, yerr=float(row.ours_std),
@@ -357,7 +358,7 @@ def accuracy_length_figure(group: pd.DataFrame, png, svg, *, metric: str = "ndcg
     for ax, dataset in zip(axes[0], datasets):
         for model, part in data[data["dataset"] == dataset].groupby("model", sort=False):
             part = part.sort_values("max_len")
-            style = model_style(model)
+            style = model_style(model, among=set(data["model"]))
             ax.errorbar(part["max_len"], part["ours_mean"], yerr=part["ours_std"].astype(float),
                         marker=style["marker"], color=style["color"], capsize=3,
                         label=display_name(model))
@@ -374,10 +375,13 @@ def accuracy_length_figure(group: pd.DataFrame, png, svg, *, metric: str = "ndcg
 
 
 def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg, *,
-                           metric: str = "valid_ndcg@10") -> None:
+                           metric: str = "valid_ndcg@10",
+                           without_history: Sequence[dict] = ()) -> str:
     """Validation NDCG@10 per epoch of each run (one panel per dataset, one colour per model,
     one line per seed). Models that are not trained (NOT_TRAINED: the popularity baseline,
-    counted once) have no curve and are left out."""
+    counted once) have no curve and are left out. `without_history`: runs with no
+    history.csv (optional in the results contract, e.g. a baseline's rule that writes none),
+    named in a note under the figure; the note is returned ("" when none)."""
     histories = [(run, h) for run, h in histories if run["model"] not in NOT_TRAINED]
     datasets = list(dict.fromkeys(run["dataset"] for run, _ in histories))
     fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 4),
@@ -388,7 +392,7 @@ def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg,
         for run, history in histories:
             if run["dataset"] != dataset or metric not in history:
                 continue
-            style = model_style(run["model"])
+            style = model_style(run["model"], among={r["model"] for r, _ in histories})
             label = None if run["model"] in seen else display_name(run["model"])
             seen.add(run["model"])
             ax.plot(history["epoch"] + 1, history[metric], color=style["color"],
@@ -401,7 +405,17 @@ def training_curves_figure(histories: list[tuple[dict, pd.DataFrame]], png, svg,
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("Training curves: validation metric per epoch (each line one seed)",
                  fontsize=10)
+    missing: dict[str, list] = {}
+    for run in without_history:
+        if run["model"] not in NOT_TRAINED:
+            missing.setdefault(display_name(run["model"]), []).append(run)
+    note = ("Not drawn, no history.csv beside metrics.json: " + "; ".join(
+        f"{name} ({len(runs)} run{'s' if len(runs) > 1 else ''})"
+        for name, runs in missing.items()) + ".") if missing else ""
+    if note:
+        _footer(fig, note)
     save(fig, png, svg)
+    return note
 
 
 # --- fidelity: ours beside the authors' code ----------------------------------------------
@@ -464,7 +478,7 @@ def _fidelity_accuracy(ax, accuracy: pd.DataFrame) -> None:
     xs = np.arange(len(models))
     for offset, side, label, hatch in [(-0.2, "ours", "ours", None),
                                        (0.2, "authors", "authors' code", "//")]:
-        colours = [model_style(m)["color"] for m in models]
+        colours = [model_style(m, among=models)["color"] for m in models]
         ax.bar(xs + offset, part[f"{side}_mean"], 0.4, yerr=part[f"{side}_std"].astype(float),
                color=colours, hatch=hatch, alpha=1 if hatch is None else 0.55, capsize=3,
                label=label)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import pandas as pd
 
@@ -104,14 +104,16 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                test_ranks: Mapping[tuple, pd.DataFrame] | None = None,
                reference: str = "recgrela", datasets: Sequence[str] | None = None,
                metrics: Sequence[str] = ACCURACY,
-               variants: Mapping[str, str | Sequence[str]] | None = None) -> Table:
+               variants: Mapping[str, str | Sequence[str]] | None = None,
+               deterministic: Collection[str] = ()) -> Table:
     """Table 2 in the paper's layout: rows (dataset, metric, ours / paper), columns the paper's
     models (then any other model run, then the reference) and "Improv.".
 
     `variants` {model: variant or [variants]} says which of our variants of a model are shown,
     one column each, "SASRec (attention=sdpa)" for a variant other than `default` (the
     reference configuration, what the paper's numbers are for; the default when a model is not
-    named). The reference's first variant is the one compared with the baselines."""
+    named). The reference's first variant is the one compared with the baselines.
+    `deterministic`: models whose runs do not depend on the seed (one number, no spread)."""
     asked = {m: [v] if isinstance(v, str) else list(v) for m, v in (variants or {}).items()}
     frame = runs_frame(runs)
     shown = [v in asked.get(m, ["default"]) for m, v in zip(frame.model, frame.variant)]
@@ -143,7 +145,8 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
     for dataset in datasets:
         here = frame[frame.dataset == dataset]
         for metric in metrics:
-            row = {(m, v): summarise(here[(here.model == m) & (here.variant == v)], metric)
+            row = {(m, v): summarise(here[(here.model == m) & (here.variant == v)], metric,
+                                     deterministic=m in deterministic)
                    for m, v in columns}
             means = {_column(*k): c.mean for k, c in row.items()}
             rank = best_and_second(means)
@@ -192,7 +195,7 @@ def main_table(runs: Sequence[dict], paper: pd.DataFrame, *, max_len: int,
                          "model": "improv",
                          "ours_mean": improv, "paper": paper_improv, "best_baseline": best})
     notes = [
-        seeds_note(frame),
+        seeds_note(frame, deterministic),
         *([f"Paper value not shown (n/a) where our runs differ from the paper's (variant "
            f"default; full ranking; up to 300 epochs; patience 20 on ML-1M, 10 elsewhere): "
            + "; ".join(f"{display_name(d)} {_title(m, v)}: {', '.join(g)}"
@@ -270,7 +273,7 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
                 by: str = "variant", rows: Sequence | None = None, max_len: int | None = None,
                 variant: str = "default", block: str | None = None,
                 metrics: Sequence[str] = ACCURACY + EFFICIENCY,
-                title: str | None = None) -> Table:
+                title: str | None = None, deterministic: Collection[str] = ()) -> Table:
     """One experiment group: rows = variants (by="variant", at `max_len`) or max_len values
     (by="max_len", of `variant`), each ours above the paper's (from paper `block`, labelled
     with the paper's name); columns = metrics."""
@@ -301,7 +304,7 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
             hidden[name] = off
         ours, printed = {}, {}
         for metric in metrics:
-            cell = summarise(here, metric)
+            cell = summarise(here, metric, deterministic=model in deterministic)
             at = (block, dataset, model, key if by == "variant" else variant, metric,
                   max_len if by == "variant" else key)
             value = None if off else lookup.get(at)
@@ -315,7 +318,7 @@ def group_table(runs: Sequence[dict], paper: pd.DataFrame, *, dataset: str, mode
         index += [(name, "ours"), (name, "paper")]
         cells += [ours, printed]
     source = (theirs["source"].iloc[0] if len(theirs) else None)
-    notes = [seeds_note(frame),
+    notes = [seeds_note(frame, deterministic),
              (f"Paper: {source}, at the same dataset, model, variant and max_len, beside runs "
               "trained as the paper's; 'n/a' where it gives no number." if source
               else "The paper prints no numbers for this group."),

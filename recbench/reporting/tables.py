@@ -22,10 +22,12 @@ variant and max_len, from the table's own paper block; anything else is "n/a".
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+
+from recbench.names import display_name
 
 ACCURACY = ["hit@5", "ndcg@5", "mrr@5", "hit@10", "ndcg@10", "mrr@10"]
 EFFICIENCY = ["seconds_per_epoch", "gpu_memory_gb"]
@@ -34,6 +36,7 @@ PAPER_MODELS = ["linrec", "lrurec", "mamba4rec", "echomamba4rec", "eulerformer",
 PAPER_DATASETS = ["ml-1m", "ml-20m", "ml-32m", "lfm-1b", "netflix"]
 FORMATS = {"seconds_per_epoch": "{:.2f}", "gpu_memory_gb": "{:.2f}"}   # else 4 decimals
 NOT_RUN = "not run"
+DETERMINISTIC = "(deterministic)"   # a model whose runs do not depend on the seed
 NA = "n/a"
 REASON_CHARS = 60          # a reason longer than this is cut in the cell (kept whole in the CSV)
 IDENTITY = ["dataset", "model", "variant", "max_len", "seed"]
@@ -135,8 +138,10 @@ def problem_text(status: str, max_len, reason, short: bool = True) -> str:
     return f"{head}: {reason}" if reason else head
 
 
-def summarise(runs: pd.DataFrame, metric: str) -> Cell:
-    """One cell from the seeds of one setting (rows of runs_frame)."""
+def summarise(runs: pd.DataFrame, metric: str, deterministic: bool = False) -> Cell:
+    """One cell from the seeds of one setting (rows of runs_frame). A `deterministic` model
+    (its runs do not depend on the seed: run once, or the same number from every seed) reads
+    "0.0123 (deterministic)", with no standard deviation."""
     if runs.empty:
         return Cell(NOT_RUN)
     bad = runs[runs.status != "ok"]
@@ -148,6 +153,11 @@ def summarise(runs: pd.DataFrame, metric: str) -> Cell:
         text = "; ".join(shown) if shown else NA    # ok runs that lack the metric: n/a
         return Cell(text, problems=full)
     mean, n = float(values.mean()), len(values)
+    if deterministic and values.max() - values.min() <= 1e-12:
+        text = format_value(metric, mean) + f" {DETERMINISTIC}"
+        if shown:
+            text += f" (+{len(bad)} not ok: {'; '.join(shown)})"
+        return Cell(text, mean, math.nan, n, full)
     std = float(values.std(ddof=1)) if n > 1 else math.nan
     text = format_value(metric, mean) + (f" ± {format_value(metric, std)}" if n > 1 else "") + f" (n={n})"
     if shown:
@@ -183,11 +193,15 @@ def build_table(title: str, index: list[tuple], names: list[str], cells: list[di
     return Table(title, cell_frame, mark_frame, notes, pd.DataFrame(data))
 
 
-def seeds_note(frame: pd.DataFrame) -> str:
+def seeds_note(frame: pd.DataFrame, deterministic: Collection[str] = ()) -> str:
     seeds = sorted(set(frame.loc[frame.status == "ok", "seed"]))
+    fixed = sorted(set(deterministic) & set(frame.model))
     return (f"Ours: mean ± sample standard deviation (ddof=1) over the seeds that finished, "
             f"n = number of seeds; seeds run: {seeds or 'none'}. 'not run' = no results file; "
-            f"'OOM at L=...' / 'failed' = the run's status and reason (whole in the CSV).")
+            f"'OOM at L=...' / 'failed' = the run's status and reason (whole in the CSV)."
+            + (f" {DETERMINISTIC} = a model whose result does not depend on the seed "
+               f"({', '.join(display_name(m) for m in fixed)}): one number, no spread."
+               if fixed else ""))
 
 
 def memory_note(frame: pd.DataFrame) -> str:
