@@ -47,19 +47,18 @@ def machine() -> str:
 
 def front_page(runs: Sequence[dict], stats: Mapping[str, dict], cells: Sequence[dict],
                layout: Mapping, host: str = "") -> str:
-    """The front page as reStructuredText. `layout`: recbench/workflow.py front_page_layout;
-    `host`: the machine that writes the page (machine())."""
+    """The front page as reStructuredText, short enough to fit beside the rule graph.
+    `layout`: recbench/workflow.py front_page_layout; `host`: the machine that writes the page
+    (machine())."""
     categories = list(layout["categories"])
-    lines = [f"recgrela-bench: {PAPER} and its baselines",
-             "=" * 72, "",
-             "The paper's tables and figures, reproduced by this workflow from its own runs. The "
-             "menu has one entry per table or figure of the paper: "
-             + ", ".join(_link(c, categories) for c in categories) + ". "
-             "Each table is shown as published (bold = best, underlined = second best of ours, "
-             "the paper's row in grey, * / † = significantly better / worse, the notes under "
-             "it); the CSV beside it holds the same numbers in long form, for download. "
-             "Markdown, LaTeX and CSV of every table are under ``reports/tables/``, the figures "
-             "under ``reports/figures/``.", ""]
+    title = f"{PAPER}, reproduced"
+    lines = [title, "=" * len(title), "",
+             "Each entry of the menu is one of the paper's tables or figures: "
+             + ", ".join(_link(c, categories) for c in categories) + ". A table is shown as "
+             "published (bold best, underlined second best of ours, the paper's row in grey, "
+             "* / † significantly better / worse, notes under it), beside its CSV (the same "
+             "numbers, long form, to download). Every table is also under ``reports/tables/`` "
+             "(Markdown, LaTeX, CSV), every figure under ``reports/figures/``.", ""]
     lines += _what_ran(runs, cells, layout, categories)
     lines += _data(stats, layout)
     lines += _hardware(runs, cells, host)
@@ -72,78 +71,69 @@ def _what_ran(runs, cells, layout, categories) -> list[str]:
     train = [(run.get("config") or {}).get("train") or {} for run in runs]
     epochs = sorted({t["epochs"] for t in train if "epochs" in t})
     patience = sorted({t["stopping_step"] for t in train if "stopping_step" in t})
-    lines = ["What ran", "-" * 8, ""]
     configs = layout.get("configfiles") or []
-    if configs:
-        lines += [f"Config files: {', '.join(f'``{_text(c)}``' for c in configs)} (a file "
-                  "given with ``--configfile`` is merged over ``config/config.yaml``).", ""]
-    lines += [f"* **{len(runs)} runs** ({', '.join(f'{n} {s}' for s, n in sorted(status.items()))})"
-              f" of {len(models)} models: {_listed(display_name(m) for m in models)}; "
-              f"datasets {_listed(dict.fromkeys(display_name(r['dataset']) for r in runs))}; "
+    lines = ["**What ran.** "
+             + (f"Config {' over '.join(f'``{_text(c)}``' for c in configs)}." if configs
+                else ""), ""]
+    lines += [f"* {len(runs)} runs ({', '.join(f'{n} {s}' for s, n in sorted(status.items()))})"
+              f" of {len(models)} models ({_listed(display_name(m) for m in models)}); "
               f"max_len {_listed(sorted({r['max_len'] for r in runs}))}; "
               f"seeds {_listed(sorted({r['seed'] for r in runs}))}; "
               f"up to {_listed(epochs)} epochs, early-stopping patience {_listed(patience)}."]
+    where: dict[str, list[str]] = {}
+    for g in layout["groups"]:
+        where.setdefault(g["category"], []).append(f"``{_text(g['name'])}`` ({g['runs']} runs)")
+    for s in layout["studies"]:
+        where.setdefault(s["category"], []).append(
+            f"cost study ``{_text(s['name'])}`` ({s['cells']} cells)")
+    if where:
+        lines.append("* Groups: " + "; ".join(
+            f"{_link(c, categories)}: {', '.join(where[c])}"
+            for c in sorted(where, key=lambda c: categories.index(c) if c in categories
+                            else len(categories))) + ".")
     if cells:
         cell_status = Counter(c.get("status", "?") for c in cells)
-        lines.append(f"* **{len(cells)} cost cells** (memory and time of one training step, "
+        lines.append(f"* {len(cells)} cost cells (memory and time of one training step: "
                      f"{', '.join(f'{n} {s}' for s, n in sorted(cell_status.items()))}).")
     if layout.get("tuning"):
-        lines.append(f"* **Hyperparameter search** ({_link('Hyperparameter search', categories)}"
-                     f"): {_listed(layout['tuning'])}.")
-    lines += ["", "Experiment groups and cost studies, each under the paper's table or figure "
-              "it reproduces:", "", ".. list-table::", "   :header-rows: 1", "",
-              "   * - in the report", "     - group or study", "     - what it reproduces",
-              "     - size"]
-    for g in layout["groups"]:
-        lines += [f"   * - {_link(g['category'], categories)}", f"     - ``{_text(g['name'])}``",
-                  f"     - {_text(g['description']) or '-'}", f"     - {g['runs']} runs"]
-    for s in layout["studies"]:
-        lines += [f"   * - {_link(s['category'], categories)}",
-                  f"     - cost study ``{_text(s['name'])}``",
-                  f"     - {_text(s['description']) or 'memory and time per training step'}",
-                  f"     - {s['cells']} cells"]
+        lines.append(f"* {_link('Hyperparameter search', categories)}: "
+                     f"{_listed(layout['tuning'])}.")
     return lines + [""]
 
 
 def _data(stats, layout) -> list[str]:
-    lines = ["Data", "-" * 4, "",
-             "Each dataset after RecBole's filtering (leave-one-out by time: the last item of a "
-             "user is the test target, the one before the validation target); "
-             f"{_link('Table 1', layout['categories'])} sets them beside the paper's.", "",
-             ".. list-table::", "   :header-rows: 1", "",
-             "   * - dataset", "     - source", "     - users", "     - items",
-             "     - interactions", "     - avg. length", "     - sparsity"]
+    lines = ["**Data** (after RecBole's filtering; leave-one-out by time; "
+             f"{_link('Table 1', layout['categories'])} sets them beside the paper's).", ""]
     for dataset, s in stats.items():
         entry = layout["datasets"].get(dataset, {})
-        source = ("generated (seeded synthetic data, offline)" if entry.get("format") ==
+        source = ("generated offline (seeded synthetic data)" if entry.get("format") ==
                   "synthetic" else entry.get("url") or entry.get("file") or "data mirror")
-        lines += [f"   * - {_text(display_name(dataset))}", f"     - {_text(source)}",
-                  f"     - {s.get('n_users', 0):,}", f"     - {s.get('n_items', 0):,}",
-                  f"     - {s.get('n_interactions', 0):,}",
-                  f"     - {s.get('avg_seq_len', float('nan')):.1f}",
-                  f"     - {s.get('sparsity', float('nan')):.2%}"]
+        lines.append(f"* {_text(display_name(dataset))}: {_text(source)}; "
+                     f"{s.get('n_users', 0):,} users, {s.get('n_items', 0):,} items, "
+                     f"{s.get('n_interactions', 0):,} interactions, average length "
+                     f"{s.get('avg_seq_len', float('nan')):.1f}, sparsity "
+                     f"{s.get('sparsity', float('nan')):.2%}.")
     return lines + [""]
 
 
 def _hardware(runs, cells, host) -> list[str]:
     devices = Counter(str(run.get("device")) for run in runs if run.get("device"))
-    lines = ["Hardware and software", "-" * 21, ""]
+    lines = ["**Hardware and software.**", ""]
     if devices:
-        lines.append("* Runs trained on: " + "; ".join(f"``{_text(d)}`` ({n} runs)"
-                                                        for d, n in devices.most_common()) + ".")
-    threads = sorted({run["threads"] for run in runs if run.get("threads")})
-    if threads:
-        lines.append(f"* CPU threads per run: {_listed(threads)}.")
+        threads = sorted({run["threads"] for run in runs if run.get("threads")})
+        lines.append("* Runs trained on " + "; ".join(
+            f"``{_text(d)}`` ({n} runs)" for d, n in devices.most_common())
+            + (f", {_listed(threads)} CPU threads each" if threads else "") + ".")
     cell_devices = sorted({str(c.get("device")) for c in cells if c.get("device")})
     if cell_devices:
-        lines.append(f"* Cost cells measured on: {_listed(cell_devices)}.")
+        lines.append(f"* Cost cells measured on {_listed(cell_devices)}.")
     versions = {k: sorted({str(run[k]) for run in runs if run.get(k)})
                 for k in ("torch", "python", "git_commit")}
     if any(versions.values()):
         lines.append(f"* PyTorch {_listed(versions['torch'])}, Python "
-                     f"{_listed(versions['python'])}; code commit "
-                     f"{_listed(c[:10] for c in versions['git_commit'])} (from each run's "
+                     f"{_listed(versions['python'])}, code commit "
+                     f"{_listed(c[:10] for c in versions['git_commit'])} (each run's "
                      "metrics.json).")
     if host:
-        lines.append(f"* This page was written on: {_text(host)}.")
+        lines.append(f"* This page written on {_text(host)}.")
     return lines + [""]
