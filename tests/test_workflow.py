@@ -84,6 +84,21 @@ def test_html_report_bundles_every_table_and_figure(finished: Path):
     for name in ["profile_tiny.png", "fig3_main.png", "curves_main.png", "group_width.png",
                  "main.csv", "runs.csv", "table1_datasets.csv", "profile_tiny.csv"]:
         assert name in html, name
+    # categories named after the paper's tables and figures; each table as published (its
+    # HTML page) beside its CSV; the front page says what ran, with links to the categories
+    at = html.index("var categories = ") + len("var categories = ")
+    categories = json.JSONDecoder().raw_decode(html, at)[0]
+    assert set(categories) == {"Table 1", "Table 2", "Fig. 3", "Beyond the paper",
+                               "Training curves", "Every run"}
+    assert categories["Table 2"] == {"main": ["reports/tables/main.csv",
+                                              "reports/tables/main.html"]}
+    assert "reports/tables/width.html" in categories["Beyond the paper"]["width"]
+    page = (finished / "reports/tables/main.html").read_text()
+    assert '<td class="best">' in page and '<tr class="paper' in page
+    front = (finished / "reports/front_page.rst").read_text()
+    assert "3 runs (3 ok) of 2 models (Pop, GRU4Rec)" in front and "`Table 2`_" in front
+    assert "showCategory('Table%202')" in html          # the front page's link, rendered
+    assert "System Message" not in html
 
 
 def test_rerun_has_nothing_to_do(finished: Path):

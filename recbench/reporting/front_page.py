@@ -24,6 +24,12 @@ def _text(value) -> str:
     return re.sub(r"\{([{%#])", r"{ \1", text)
 
 
+def _literal(value) -> str:
+    """Text as an inline literal (``text``): nothing to escape but backquotes and Jinja."""
+    text = " ".join(str(value).split()).replace("`", "'")
+    return "``" + re.sub(r"\{([{%#])", r"{ \1", text) + "``"
+
+
 def _link(category: str, categories: Sequence[str]) -> str:
     """A link to a category of the report (Snakemake defines a target per category)."""
     return f"`{category}`_" if category in categories else _text(category)
@@ -73,7 +79,7 @@ def _what_ran(runs, cells, layout, categories) -> list[str]:
     patience = sorted({t["stopping_step"] for t in train if "stopping_step" in t})
     configs = layout.get("configfiles") or []
     lines = ["**What ran.** "
-             + (f"Config {' over '.join(f'``{_text(c)}``' for c in configs)}." if configs
+             + (f"Config {' over '.join(_literal(c) for c in configs)}." if configs
                 else ""), ""]
     lines += [f"* {len(runs)} runs ({', '.join(f'{n} {s}' for s, n in sorted(status.items()))})"
               f" of {len(models)} models ({_listed(display_name(m) for m in models)}); "
@@ -82,10 +88,10 @@ def _what_ran(runs, cells, layout, categories) -> list[str]:
               f"up to {_listed(epochs)} epochs, early-stopping patience {_listed(patience)}."]
     where: dict[str, list[str]] = {}
     for g in layout["groups"]:
-        where.setdefault(g["category"], []).append(f"``{_text(g['name'])}`` ({g['runs']} runs)")
+        where.setdefault(g["category"], []).append(f"{_literal(g['name'])} ({g['runs']} runs)")
     for s in layout["studies"]:
         where.setdefault(s["category"], []).append(
-            f"cost study ``{_text(s['name'])}`` ({s['cells']} cells)")
+            f"cost study {_literal(s['name'])} ({s['cells']} cells)")
     if where:
         lines.append("* Groups: " + "; ".join(
             f"{_link(c, categories)}: {', '.join(where[c])}"
@@ -122,7 +128,7 @@ def _hardware(runs, cells, host) -> list[str]:
     if devices:
         threads = sorted({run["threads"] for run in runs if run.get("threads")})
         lines.append("* Runs trained on " + "; ".join(
-            f"``{_text(d)}`` ({n} runs)" for d, n in devices.most_common())
+            f"{_literal(d)} ({n} runs)" for d, n in devices.most_common())
             + (f", {_listed(threads)} CPU threads each" if threads else "") + ".")
     cell_devices = sorted({str(c.get("device")) for c in cells if c.get("device")})
     if cell_devices:
