@@ -1,11 +1,14 @@
 """docs/adding_a_model.md, followed once, step by step and in its order: a new model written in
 this file (step 1), registered (2), put through the contract test's checks (3), checked against
 a slow explicit loop (4), and run from the guide's own config block through the experiment
-expansion and the engine (5). If this test breaks, the guide is out of date."""
+expansion and the engine (5). Then the guide's other way, a baseline as a rule: its config
+block, rule, include line and script, added to a copy of the project and run by Snakemake
+(test_rule_...). If this test breaks, the guide is out of date."""
 from __future__ import annotations
 
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +152,83 @@ def test_step5_put_it_in_an_experiment(registered, tmp_path):
     assert result["test"]["hit@10"] == pytest.approx(np.mean(ranks <= 10), abs=1e-12)
     ndcg = np.mean([1 / math.log2(r + 1) if r <= 10 else 0.0 for r in ranks])
     assert result["test"]["ndcg@10"] == pytest.approx(ndcg, abs=1e-6)
+
+
+# --- the other way: a baseline as a rule (the guide's last section), in a copy of the project ---
+
+def guide_files() -> dict[str, str]:
+    """The guide's code blocks of the rule path, by the file named on their first line."""
+    section = GUIDE.read_text().split("## Another way: a model as a rule")[1]
+    blocks = re.findall(r"```(?:yaml|python)\n(.*?)```", section, re.S)
+    files = {}
+    for block in blocks:
+        block = textwrap.dedent(block)
+        first, _, body = block.partition("\n")
+        files[first.removeprefix("# ").strip()] = body
+    return files
+
+
+@pytest.fixture(scope="module")
+def rule_baseline(tmp_path_factory):
+    """A copy of the project with the guide's rule-baseline added, step by step, and run."""
+    import shutil
+    import subprocess
+    import sys
+
+    files = guide_files()
+    assert set(files) == {"my_config.yaml", "rules/itemknn.smk", "Snakefile",
+                          "scripts/itemknn.py"}
+    work = tmp_path_factory.mktemp("project")
+    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    (work / "reports").mkdir()
+    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", work / "reports")
+    shutil.copytree(ROOT / "reports" / "captions", work / "reports" / "captions")
+    # step 2 and 4: the rule file and its script; step 3: the include, after the others
+    (work / "rules" / "itemknn.smk").write_text(files["rules/itemknn.smk"])
+    (work / "scripts" / "itemknn.py").write_text(files["scripts/itemknn.py"])
+    snakefile = (work / "Snakefile").read_text()
+    last = snakefile.rindex("include:")
+    end = snakefile.index("\n", last) + 1
+    (work / "Snakefile").write_text(snakefile[:end] + files["Snakefile"] + snakefile[end:])
+    # step 1: the user's config (the workflow test's tiny dataset, two seeds, Table 2 only)
+    tiny = yaml.safe_load((ROOT / "tests" / "workflow" / "tiny.yaml").read_text())
+    config = tiny | {"models": ["popularity"], "seeds": [1, 2], "run_groups": ["main"],
+                     "profile": {"run_studies": []}} | yaml.safe_load(files["my_config.yaml"])
+    (work / "my_config.yaml").write_text(yaml.safe_dump(config))
+
+    def snakemake(*args):
+        # targets first: --configfile takes several files
+        return subprocess.run([sys.executable, "-m", "snakemake", *args, "--cores", "2",
+                               "--configfile", "my_config.yaml"], cwd=work,
+                              capture_output=True, text=True, timeout=900)
+    return work, snakemake
+
+
+def test_rule_step1_to_3_the_dry_run_lists_one_run_and_lint_passes(rule_baseline):
+    work, snakemake = rule_baseline
+    dry = snakemake("--dry-run", "reports/tables/main.md")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    jobs = re.findall(r"rule itemknn:\n\s+input:.*?\n\s+output: ([^\n]+)", dry.stdout, re.S)
+    assert len(jobs) == 1 and "results/tiny/itemknn/default/L20/seed1/metrics.json" in jobs[0]
+    lint = snakemake("--lint")
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+
+
+def test_rule_step4_its_runs_join_the_table_and_the_curves(rule_baseline):
+    work, snakemake = rule_baseline
+    done = snakemake("reports/tables/main.md", "reports/figures/curves_main.png")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = work / "results/tiny/itemknn/default/L20"
+    assert (run / "seed1/metrics.json").exists() and not (run / "seed2").exists()   # once
+    table = (work / "reports/tables/main.md").read_text()
+    head = next(line for line in table.splitlines() if line.startswith("| dataset"))
+    assert "ItemKNN" in head and "itemknn" not in head                # its display name
+    ours = next(line for line in table.splitlines() if "| HR@10 | ours |" in line)
+    cells = dict(zip([h.strip() for h in head.split("|")], [c.strip() for c in ours.split("|")]))
+    assert re.fullmatch(r"(\*\*|<u>)?0\.\d{4} \(deterministic\)(\*\*|</u>)?", cells["ItemKNN"])
+    assert re.fullmatch(r"(\*\*|<u>)?0\.\d{4} \(deterministic\)(\*\*|</u>)?", cells["Pop"])
+    # no history.csv: the curves are drawn without it, and say so
+    log = (work / "logs/figures/curves_main.log").read_text()
+    assert "no history.csv beside metrics.json: ItemKNN (1 run)" in log

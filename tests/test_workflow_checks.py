@@ -96,3 +96,88 @@ def test_a_group_key_typo_names_the_nearest_key_at_dry_run(clone, tmp_path):
     assert done.returncode != 0
     assert ("config groups.width.overides: unknown key; did you mean 'overrides'?"
             in done.stdout + done.stderr)
+
+
+# --- item 8: external models declared in a user's config, run once when deterministic, their
+# --- `rule:` checked at dry run
+
+ENTRY = {"rule": "itemknn", "description": "item-to-item kNN", "display_name": "ItemKNN",
+         "deterministic": True}
+
+
+def load_workflow(**changes):
+    from snakemake.utils import validate
+
+    from recbench.workflow import Workflow
+
+    config = tiny(**changes)
+    validate(config, str(ROOT / "config" / "schema.yaml"))
+    return Workflow.load(config, ROOT / "config")
+
+
+def test_a_users_external_model_joins_the_groups_and_runs_once_when_deterministic():
+    flow = load_workflow(seeds=[1, 2], external_model_registry={"itemknn": ENTRY},
+                    external_models=["itemknn"])
+    assert flow.external["itemknn"] == ENTRY
+    assert "recbole-sasrec" in flow.external                   # the shipped ones are kept
+    paths = sorted(p for p in flow.runs if "/itemknn/" in p)
+    assert paths == ["results/tiny/itemknn/default/L20/seed1"]  # the group's first seed only
+    assert len([p for p in flow.runs if "/popularity/" in p]) == 2
+    info = flow.model_info()
+    assert info["itemknn"] == {"display_name": "ItemKNN", "deterministic": True}
+    assert info["popularity"]["deterministic"] and not info["gru4rec"]["deterministic"]
+    assert flow.group_layout("main")["deterministic"] == ["itemknn", "popularity"]
+    # not deterministic: one run per seed
+    flow = load_workflow(seeds=[1, 2], external_models=["itemknn"],
+                    external_model_registry={"itemknn": ENTRY | {"deterministic": False}})
+    assert len([p for p in flow.runs if "/itemknn/" in p]) == 2
+
+
+@pytest.mark.parametrize("entry, said", [
+    ({"rule": "itemknn"}, "config external_model_registry.itemknn: 'description' is a "
+                          "required property"),
+    (ENTRY | {"deterministic": "yes"},
+     "config external_model_registry.itemknn.deterministic: 'yes' is not of type boolean"),
+])
+def test_a_bad_entry_in_a_users_config_names_its_key(entry, said):
+    config = {"datasets": ["ml-1m"], "external_model_registry": {"itemknn": entry}}
+    assert said in problem(config)
+
+
+def test_an_external_rule_must_exist_and_write_the_run_folder():
+    flow = load_workflow(external_model_registry={"itemknn": ENTRY | {"rule": "itemknn_typo"}})
+    run = "results/{dataset,[^/]+}/{model,itemknn}/{variant,default}/L{max_len,\\d+}/" \
+          "seed{seed,\\d+}/"
+    rules = {"external_recbole": [run.replace("itemknn", "recbole-sasrec") + "metrics.json",
+                                  run.replace("itemknn", "recbole-sasrec") + "test_ranks.parquet"],
+             "itemknn": [run + "metrics.json", run + "test_ranks.parquet"]}
+    with pytest.raises(ValueError, match=r"^config external_model_registry\.itemknn\.rule: no "
+                                         r"rule 'itemknn_typo' in this workflow; did you mean "
+                                         r"'itemknn'\?"):
+        flow.check_external_rules(rules)
+    flow = load_workflow(external_model_registry={"itemknn": ENTRY})
+    flow.check_external_rules(rules)                          # constraints are no difference
+    with pytest.raises(ValueError, match=r"rule 'itemknn' does not write results/\{dataset\}/"
+                                         r"\{model\}/\{variant\}/L\{max_len\}/seed\{seed\}/"
+                                         r"test_ranks\.parquet"):
+        flow.check_external_rules(rules | {"itemknn": [run + "metrics.json"]})
+
+
+def test_a_missing_rule_fails_the_dry_run_naming_the_key(clone, tmp_path):
+    done = dry_run(clone, tmp_path, tiny(
+        external_model_registry={"itemknn": ENTRY | {"rule": "itemknn_typo"}}))
+    assert done.returncode != 0
+    assert ("config external_model_registry.itemknn.rule: no rule 'itemknn_typo' in this "
+            "workflow" in done.stdout + done.stderr)
+    # the shipped catalogue too (the issue's `rule: itemknn_typo` ran)
+    shipped = clone / "config" / "external_models.yaml"
+    original = shipped.read_text()
+    try:
+        shipped.write_text(original.replace("rule: external_recbole", "rule: external_recbol",
+                                            1))
+        done = dry_run(clone, tmp_path, tiny())
+        assert done.returncode != 0
+        assert ("config/external_models.yaml recbole-sasrec.rule: no rule 'external_recbol' in "
+                "this workflow; did you mean 'external_recbole'?" in done.stdout + done.stderr)
+    finally:
+        shipped.write_text(original)
