@@ -74,6 +74,12 @@ rule tuning_table:
             subcategory="table",
         ),
         tex="reports/tables/tuning.tex",
+        html=report(
+            "reports/tables/tuning.html",
+            caption="../reports/captions/tuning_table.rst",
+            category=TUNING,
+            subcategory="table",
+        ),
     log:
         "logs/tuning_table.log",
     benchmark:

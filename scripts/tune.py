@@ -35,7 +35,7 @@ def best(sm) -> None:
 
 def table(sm) -> None:
     write_tuning_table([json.loads(Path(p).read_text()) for p in sm.input],
-                sm.output.md, sm.output.csv, sm.output.tex)
+                       sm.output.md, sm.output.csv, sm.output.tex, sm.output.html)
 
 
 def main(sm) -> None:

@@ -336,3 +336,17 @@ def test_tuned_runs_train_with_the_best_options_of_their_study(clone, tmp_path):
         assert (clone / f"reports/figures/tuning/tiny/gru4rec_{plot}.png").stat().st_size > 5000
     again = snakemake(clone, tmp_path, config, *targets, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_tuning_table_has_an_html_page_for_the_report(tmp_path):
+    from recbench.tuning.report import write_tuning_table
+
+    best = {"dataset": "ml-1m", "model": "sasrec", "best_value": 0.123456, "best_trial": 3,
+            "complete": 3, "pruned": 1, "failed": 0, "budget": 4, "wall_seconds": 12.34,
+            "params": {"lr": 0.00123, "num_layers": 2}}
+    out = {e: tmp_path / f"tuning.{e}" for e in ("md", "csv", "tex", "html")}
+    write_tuning_table([best], out["md"], out["csv"], out["tex"], out["html"])
+    page = out["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<td>sasrec</td>" in page
+    assert "<td>0.1235</td>" in page and "lr=0.00123, num_layers=2" in page
+    assert "Equal budget: 4 trials" in page

@@ -12,8 +12,10 @@ from recbench.tuning.studies import OBJECTIVE, Study
 from recbench.tuning.worker import open_study
 
 
-def write_tuning_table(bests: list[dict], md: str | Path, csv: str | Path, tex: str | Path) -> None:
-    """The tuning table: one row per study (pandas: Markdown, CSV, LaTeX)."""
+def write_tuning_table(bests: list[dict], md: str | Path, csv: str | Path, tex: str | Path,
+                       html: str | Path | None = None) -> None:
+    """The tuning table: one row per study (pandas: Markdown, CSV, LaTeX, and the HTML page of
+    the report)."""
     import pandas as pd
 
     rows = [{"dataset": b["dataset"], "model": b["model"],
@@ -33,6 +35,17 @@ def write_tuning_table(bests: list[dict], md: str | Path, csv: str | Path, tex: 
         tmp.write_text(frame.to_markdown(index=False) + "\n" + note)
     with atomic_path(tex) as tmp:
         tmp.write_text(frame.to_latex(index=False, escape=True))
+    if html is not None:
+        import html as escape
+
+        with atomic_path(html) as tmp:
+            tmp.write_text(
+                "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><style>body {font-family: "
+                "sans-serif; font-size: 13px} table {border-collapse: collapse} th, td {padding: "
+                "3px 8px; border-bottom: 1px solid #ccc}</style></head><body>\n"
+                "<h1 style=\"font-size: 17px\">Hyperparameter search</h1>\n"
+                + frame.to_html(index=False, escape=True, border=0)
+                + f"\n<p>{escape.escape(note.strip())}</p>\n</body></html>\n")
 
 
 def _short(value):
