@@ -46,6 +46,7 @@ class RecentConv(SequentialRecommender):
     the tied embedding. Symbols -> variables: W, b = proj; c = conv (its bias added too)."""
     Config = Config
     causal = True   # h_t sees items t-k+1 .. t only (padding_invariant follows: True)
+    display_name = "RecentConv"     # tables and legends (else the registry name, recent_conv)
 
     def __init__(self, n_items, config):
         super().__init__(n_items, config)
@@ -152,6 +153,26 @@ def test_step5_put_it_in_an_experiment(registered, tmp_path):
     assert result["test"]["hit@10"] == pytest.approx(np.mean(ranks <= 10), abs=1e-12)
     ndcg = np.mean([1 / math.log2(r + 1) if r <= 10 else 0.0 for r in ranks])
     assert result["test"]["ndcg@10"] == pytest.approx(ndcg, abs=1e-6)
+
+
+def test_step5_its_display_name_reaches_the_reporting_rules(registered):
+    """The workflow hands each reporting rule the names the model files declare (params)."""
+    from snakemake.utils import validate
+
+    from recbench.names import declare, display_name
+    from recbench.workflow import Workflow
+
+    config = {"datasets": ["synthetic"], "max_lens": [10], "seeds": [1],
+              "run_groups": ["main"], "groups": {"main": {}}} | guide_config_block()
+    validate(config, str(ROOT / "config" / "schema.yaml"))
+    info = Workflow.load(config, ROOT / "config").model_info()
+    assert info[NAME] == {"display_name": "RecentConv", "deterministic": False}
+    assert info["sasrec"]["display_name"] is None
+    try:
+        declare(info)                                  # what a reporting script does first
+        assert (display_name(NAME), display_name("sasrec")) == ("RecentConv", "SASRec")
+    finally:
+        declare({})
 
 
 # --- the other way: a baseline as a rule (the guide's last section), in a copy of the project ---
