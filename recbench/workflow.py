@@ -35,6 +35,7 @@ from recbench.plan.groups import (
     group_runs,
     load_external_models,
 )
+from recbench.training.settings import identifying
 from recbench.tuning.studies import Study, check_tuning, expand_studies
 
 
@@ -91,6 +92,11 @@ class Workflow:
         if path not in self.runs:
             raise ValueError(f"{path} is not a run of the configured groups {list(self.groups)}")
         return self.runs[path]
+
+    def train_params(self, run: Run) -> dict:
+        """A run's train settings as its job's params: settings added after runs existed are
+        left out at their earlier value, so that adding one re-queues no finished run."""
+        return identifying(run.train)
 
     def study(self, dataset, model) -> Study:
         if (dataset, model) not in self.studies:

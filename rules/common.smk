@@ -85,7 +85,7 @@ def run_overrides(wildcards):
 
 
 def run_train_settings(wildcards):
-    return run_of(wildcards).train
+    return WORKFLOW.train_params(run_of(wildcards))
 
 
 def external_settings(wildcards):
@@ -95,7 +95,8 @@ def external_settings(wildcards):
     checkout = (
         {"reference_checkout": REFERENCE_DIR} if "reference_model" in spec else {}
     )
-    return json.dumps(run.identity() | {"spec": spec, "train": run.train} | checkout)
+    train = WORKFLOW.train_params(run)
+    return json.dumps(run.identity() | {"spec": spec, "train": train} | checkout)
 
 
 def reference_code_input(wildcards):
