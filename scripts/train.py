@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from recbench.data.integrity import verify_processed
 from recbench.rule_script import run_rule
 from recbench.training.engine import train_and_evaluate
 from recbench.training.launch import launch
@@ -36,6 +37,7 @@ def main(dataset_dir: str, run_dir: str, wildcards, overrides: dict, train: dict
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
     with run_lock(run_dir):
+        verify_processed(dataset_dir)      # every byte, before the data are read
         result = _train(run, processes, threads, run_dir)
     print(json.dumps({"status": result["status"], **result["test"]}), file=sys.stderr)
 
