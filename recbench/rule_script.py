@@ -55,7 +55,9 @@ def open_job_log(log: str | Path, name: str, wildcards=None):
         keep = log
     attempt = 1 + sum(line.startswith(SEPARATOR)
                       for line in keep.read_text(errors="replace").splitlines())
-    where = " ".join(f"{k}={v}" for k, v in (wildcards.items() if wildcards else ()))
+    pairs = (() if wildcards is None else wildcards.items() if hasattr(wildcards, "items")
+             else vars(wildcards).items())
+    where = " ".join(f"{k}={v}" for k, v in pairs)
     stream.write(f"{SEPARATOR} {attempt} of {name}{' ' + where if where else ''}: "
                  f"{time.strftime('%Y-%m-%d %H:%M:%S %z')}, pid {os.getpid()} on "
                  f"{socket.gethostname()} =====\n")
