@@ -45,8 +45,15 @@ wildcard_constraints:
     batch=r"\d+",
 
 
-def dataset_entry(wildcards):
-    return DATASETS[wildcards.dataset]
+def fetch_entry(wildcards):
+    """The dataset's registry entry, with a rebuild count once its raw copy is damaged or its
+    mirror file changed (recbench/data/integrity.py)."""
+    return WORKFLOW.fetch_entry(wildcards.dataset)
+
+
+def preprocess_entry(wildcards):
+    """The same for its processed files."""
+    return WORKFLOW.preprocess_entry(wildcards.dataset)
 
 
 def run_of(wildcards):
@@ -58,14 +65,6 @@ def run_of(wildcards):
         wildcards.max_len,
         wildcards.seed,
     )
-
-
-def fetch_entry(wildcards):
-    return WORKFLOW.fetch_entry(wildcards.dataset)
-
-
-def preprocess_entry(wildcards):
-    return WORKFLOW.preprocess_entry(wildcards.dataset)
 
 
 def data_file(path, settled):
