@@ -105,3 +105,19 @@ def test_an_output_older_than_the_recorded_data_was_not_made_from_them(tmp_path)
     os.utime(metrics, ns=(data_time - 10**9, data_time - 10**9))
     assert not trained_on_settled_data(check, metrics)
     assert not trained_on_settled_data(check, tmp_path / "missing.json")
+
+
+def test_damage_that_keeps_size_and_time_is_found_by_the_full_check_then_rebuilt(tmp_path):
+    raw = _raw(tmp_path)
+    manifest = json.loads((raw / "fetched.json").read_text())
+    folder = _processed(tmp_path, source_sha256=manifest["sha256"], entry=ENTRY)
+    parquet = folder / "sequences.parquet"
+    st = parquet.stat()
+    data = bytearray(parquet.read_bytes())
+    data[50] ^= 0xFF                                       # one flipped byte
+    parquet.write_bytes(bytes(data))
+    os.utime(parquet, ns=(st.st_atime_ns, st.st_mtime_ns))  # same size, same time
+    assert check_dataset("x", ENTRY, None, tmp_path / "data").processed_rebuilds == 0
+    with pytest.raises(DataError, match="sequences.parquet has sha256"):
+        verify_processed(folder)
+    assert check_dataset("x", ENTRY, None, tmp_path / "data").processed_rebuilds == 1

@@ -33,7 +33,9 @@ The records are not rule outputs: Snakemake never deletes them, so one outlives 
 rebuild, and no job reads them through Snakemake, so their own file times matter to no one.
 
 `verify_processed` is the full check (every byte) the train script makes before it reads the
-data; a mismatch stops the job with the file named, before any output is touched.
+data; a mismatch stops the job with the file named, before any output is touched, and gives
+the file a new time, so that the next parse checks it in full and has it rebuilt (a change
+that kept the size and the time is found only so).
 """
 from __future__ import annotations
 
@@ -103,6 +105,10 @@ def verify_processed(folder: str | Path) -> dict | None:
     for name, rec in record["files"].items():
         wrong = _differs(folder / name, rec, full=True)
         if wrong:
+            try:   # a new file time makes the next parse check it in full, and rebuild it
+                os.utime(folder / name)
+            except OSError:
+                pass
             raise DataError(f"{folder / name} {wrong} (recorded in {folder / CHECKSUMS}): "
                             "truncated or corrupt; run snakemake again: rule preprocess "
                             "rebuilds it, and finished runs are not retrained")
