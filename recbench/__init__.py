@@ -14,12 +14,14 @@ Shared, at the top:
 Stages:
     data/         rules/data.smk: parsers, RecBole's protocol (filter, order, split), the
                   dataset registry, download and the synthetic default, preprocessing; the
-                  in-memory split and batches (batching.py) and sampled negatives (sampling.py)
+                  in-memory split and batches (batching.py) and sampled negatives (sampling.py);
+                  the data folders' checksums and what a damaged file asks (integrity.py)
     evaluation/   full-ranking metrics (HR/NDCG/MRR@k) and the paired significance tests
     plan/         experiment groups expanded into runs, model options checked (groups.py),
                   the name of a run's options (variants.py)
     training/     rules/train.smk: settings (the train schema), the engine (loop, evaluation,
-                  early stopping), checkpoints, data-parallel ranks and their launcher
+                  early stopping), checkpoints, the run folder's lock (run_lock.py),
+                  data-parallel ranks and their launcher
     tuning/       rules/tune.smk: studies (dry-run checks), the Optuna worker, table and plots
     external/     rules/reference.smk, rules/external_recbole.smk: the authors' code (catalogue,
                   checkout, import) and RecBole's own models in the results contract

@@ -13,11 +13,14 @@ mistake fails `snakemake --dry-run` naming its key (ValueError):
 
 and answers the questions the rules ask of a job's wildcards (which run, which study, which
 cell) and of a config (which groups get which figure, the x axis of a cost figure, which
-studies and runs are compared with the authors' code). The rule files only declare.
+studies and runs are compared with the authors' code), and of the data on disk (which data
+rule must rebuild a damaged file; whether a finished job's data inputs are `ancient`:
+recbench/data/integrity.py). The rule files only declare.
 """
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +29,8 @@ import yaml
 
 from models import REGISTRY, model_class
 from recbench.cost.grid import ProfileCell, expand_profile
+from recbench.data.download import mirror_origin, mirror_setting
+from recbench.data.integrity import DatasetCheck, check_dataset, trained_on_settled_data
 from recbench.data.parsers import DataError
 from recbench.data.registry import check_registry, load_registry
 from recbench.external.catalogue import MODELS as REFERENCE_MODELS
@@ -40,6 +45,7 @@ from recbench.plan.groups import (
     model_defaults,
     nearest,
 )
+from recbench.training.settings import identifying
 from recbench.tuning.studies import Study, check_tuning, expand_studies
 
 # The HTML report's categories: a group's or a cost study's `paper` key -> the paper's table or
@@ -121,6 +127,8 @@ class Workflow:
     runs: dict[str, Run] = field(init=False)
     profile_cells: dict[str, ProfileCell] = field(init=False)
     _model_info: dict | None = field(default=None, init=False, repr=False)
+    data_dir: Path = Path("data")
+    _checks: dict = field(init=False, default_factory=dict)
 
     def __post_init__(self):
         self.runs = all_runs(self.groups)
@@ -157,6 +165,40 @@ class Workflow:
         configs)."""
         return sorted({run.dataset for run in self.runs.values()} | set(self.config["datasets"]))
 
+    # --- the data on disk against their checksums (recbench/data/integrity.py) ------------
+
+    def data_check(self, dataset: str) -> DatasetCheck:
+        """The dataset's files against their records, once per parse; what is damaged or
+        changed is said on stderr."""
+        if dataset not in self._checks:
+            entry = self.datasets[dataset]
+            origin = None if entry["format"] == "synthetic" else mirror_origin(
+                dataset, entry, mirror_setting(self.config.get("data_mirror")))
+            check = check_dataset(dataset, entry, origin, self.data_dir)
+            for note in check.notes:
+                print(f"recbench: {note}", file=sys.stderr)
+            self._checks[dataset] = check
+        return self._checks[dataset]
+
+    def fetch_entry(self, dataset: str) -> dict:
+        """Rule fetch_raw's `entry` parameter: the registry entry, with the rebuild count once
+        the raw copy was rebuilt (a new count reruns the rule)."""
+        rebuilds = self.data_check(dataset).raw_rebuilds
+        entry = self.datasets[dataset]
+        return {**entry, "rebuild": rebuilds} if rebuilds else entry
+
+    def preprocess_entry(self, dataset: str) -> dict:
+        """Rule preprocess's `entry` parameter, the same way."""
+        rebuilds = self.data_check(dataset).processed_rebuilds
+        entry = self.datasets[dataset]
+        return {**entry, "rebuild": rebuilds} if rebuilds else entry
+
+    def made_from_settled_data(self, dataset: str, output: str | Path) -> bool:
+        """Whether a job's `output` (a run's metrics.json, a study's best.json, stored
+        negatives) was made from the processed data as they are recorded, and those stand:
+        its data inputs are then `ancient` (a rebuild or a file time reruns nothing)."""
+        return trained_on_settled_data(self.data_check(dataset), output)
+
     # --- a job's wildcards -> what it runs -----------------------------------------------
 
     def run(self, dataset, model, variant, max_len, seed) -> Run:
@@ -165,6 +207,11 @@ class Workflow:
         if path not in self.runs:
             raise ValueError(f"{path} is not a run of the configured groups {list(self.groups)}")
         return self.runs[path]
+
+    def train_params(self, run: Run) -> dict:
+        """A run's train settings as its job's params: settings added after runs existed are
+        left out at their earlier value, so that adding one re-queues no finished run."""
+        return identifying(run.train)
 
     def study(self, dataset, model) -> Study:
         if (dataset, model) not in self.studies:

@@ -55,8 +55,15 @@ wildcard_constraints:
     batch=r"\d+",
 
 
-def dataset_entry(wildcards):
-    return DATASETS[wildcards.dataset]
+def fetch_entry(wildcards):
+    """The dataset's registry entry, with a rebuild count once its raw copy is damaged or its
+    mirror file changed (recbench/data/integrity.py)."""
+    return WORKFLOW.fetch_entry(wildcards.dataset)
+
+
+def preprocess_entry(wildcards):
+    """The same for its processed files."""
+    return WORKFLOW.preprocess_entry(wildcards.dataset)
 
 
 def run_of(wildcards):
@@ -70,22 +77,44 @@ def run_of(wildcards):
     )
 
 
+def data_file(path, settled):
+    """A data input; `ancient` when its content is known to be what the job used or will
+    use, so a rebuild of a damaged file or a newer file time reruns nothing
+    (recbench/data/integrity.py)."""
+    return ancient(path) if settled else path
+
+
+def negatives_input(wildcards):
+    made = rules.sample_negatives.output[0].format(**wildcards)
+    return data_file(
+        rules.preprocess.output.sequences.format(dataset=wildcards.dataset),
+        WORKFLOW.made_from_settled_data(wildcards.dataset, made),
+    )
+
+
 def train_inputs(wildcards):
     """The processed dataset, and its stored negatives when the run samples (eval_mode)."""
+    run = run_of(wildcards)
+    settled = WORKFLOW.made_from_settled_data(run.dataset, f"{run.path}/metrics.json")
     inputs = {
-        "sequences": rules.preprocess.output.sequences.format(
-            dataset=wildcards.dataset
+        "sequences": data_file(
+            rules.preprocess.output.sequences.format(dataset=wildcards.dataset), settled
         ),
-        "stats": rules.preprocess.output.stats.format(dataset=wildcards.dataset),
+        "stats": data_file(
+            rules.preprocess.output.stats.format(dataset=wildcards.dataset), settled
+        ),
     }
-    mode = run_of(wildcards).train.get("eval_mode", "full")
+    mode = run.train.get("eval_mode", "full")
     if wildcards.variant == TUNED:  # the study's best options (rules/tune.smk)
         inputs["tuned"] = rules.tune.output.best.format(
             dataset=wildcards.dataset, model=wildcards.model
         )
     if mode != "full":
-        inputs["negatives"] = rules.sample_negatives.output[0].format(
-            dataset=wildcards.dataset, mode=mode
+        inputs["negatives"] = data_file(
+            rules.sample_negatives.output[0].format(
+                dataset=wildcards.dataset, mode=mode
+            ),
+            settled,
         )
     return inputs
 
@@ -95,7 +124,7 @@ def run_overrides(wildcards):
 
 
 def run_train_settings(wildcards):
-    return run_of(wildcards).train
+    return WORKFLOW.train_params(run_of(wildcards))
 
 
 def external_settings(wildcards):
@@ -105,7 +134,8 @@ def external_settings(wildcards):
     checkout = (
         {"reference_checkout": REFERENCE_DIR} if "reference_model" in spec else {}
     )
-    return json.dumps(run.identity() | {"spec": spec, "train": run.train} | checkout)
+    train = WORKFLOW.train_params(run)
+    return json.dumps(run.identity() | {"spec": spec, "train": train} | checkout)
 
 
 def reference_code_input(wildcards):
@@ -170,7 +200,12 @@ def study_inputs(wildcards):
     }
     if mode != "full":
         inputs["negatives"] = rules.sample_negatives.output[0].replace("{mode}", mode)
-    return {k: v.format(dataset=wildcards.dataset) for k, v in inputs.items()}
+    best = rules.tune.output.best.format(**wildcards)
+    settled = WORKFLOW.made_from_settled_data(wildcards.dataset, best)
+    return {
+        k: data_file(v.format(dataset=wildcards.dataset), settled)
+        for k, v in inputs.items()
+    }
 
 
 def tuning_outputs():
@@ -252,7 +287,12 @@ def figure_outputs():
 
 
 def all_outputs():
+    """Every table and figure, and every run's metrics.json: a run whose metrics.json is lost is
+    retrained by a plain `snakemake`, and the tables that show it are rebuilt after it
+    (Snakemake does not rebuild a lost intermediate file when the final targets exist).
+    """
     outputs = [rules.dataset_table.output.md, rules.front_page.output[0]]
+    outputs += run_files(RUNS.values(), "metrics")
     if RUNS:
         outputs.append(rules.runs_table.output.md)
         outputs += expand(rules.group_table.output.md, group=list(GROUPS))

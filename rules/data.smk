@@ -1,6 +1,13 @@
 # Data: raw file -> processed sequences + statistics (recbench/data/preprocess.py).
 
 
+# Each data rule records its files in a checksums.json beside them, deliberately NOT an output:
+# Snakemake never deletes it, so it outlives a failed rebuild. A file that no longer matches its
+# record is rebuilt by its own rule (the rule's `entry` then carries a new rebuild count), and
+# finished runs are not retrained unless the data's content changes (recbench/data/integrity.py,
+# docs/integrity.md).
+
+
 rule fetch_raw:
     output:
         "data/raw/{dataset}/fetched.json",
@@ -11,7 +18,7 @@ rule fetch_raw:
     conda:
         ENVIRONMENT
     params:
-        entry=dataset_entry,
+        entry=fetch_entry,
         mirror=config["data_mirror"],
     script:
         "../scripts/fetch_raw.py"
@@ -30,14 +37,14 @@ rule preprocess:
     conda:
         ENVIRONMENT
     params:
-        entry=dataset_entry,
+        entry=preprocess_entry,
     script:
         "../scripts/preprocess.py"
 
 
 rule sample_negatives:
     input:
-        rules.preprocess.output.sequences,
+        negatives_input,
     output:
         "data/processed/{dataset}/negatives_{mode}.parquet",
     log:

@@ -5,6 +5,8 @@ Trains one run under the RecBole protocol and evaluates it by full ranking
 from the checkpoint; a finished run is never retrained. With train.processes N > 1 the run is
 data-parallel: N ranks started with torchrun on this node (recbench/training/distributed.py). A run of
 variant `tuned` takes its options from its study's best.json (input `tuned`, rule tune).
+The run folder's lock (recbench/training/run_lock.py) refuses a second process on the same run,
+and the processed data are checked against their checksums.json before they are read.
 """
 import json
 import logging
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import torch
 
+from recbench.data.integrity import verify_processed
 from recbench.rule_script import run_rule
 from recbench.training.engine import train_and_evaluate
 from recbench.training.launch import launch
+from recbench.training.run_lock import run_lock
 from recbench.training.settings import train_settings
 from recbench.tuning.worker import tuned_run
 
@@ -30,15 +34,22 @@ def main(dataset_dir: str, run_dir: str, wildcards, overrides: dict, train: dict
                seed=int(wildcards.seed), variant=wildcards.variant,
                hyperparameters=hyperparameters)
     processes = train_settings(train).processes
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    with run_lock(run_dir):
+        verify_processed(dataset_dir)      # every byte, before the data are read
+        result = _train(run, processes, threads, run_dir)
+    print(json.dumps({"status": result["status"], **result["test"]}), file=sys.stderr)
+
+
+def _train(run: dict, processes: int, threads: int, run_dir: str) -> dict:
     if processes > 1:
         launch(processes, threads=threads, stream=sys.stderr, **run)
         result = json.loads((Path(run_dir) / "metrics.json").read_text())
     else:
         torch.set_num_threads(threads)
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(message)s")
         result = train_and_evaluate(**run, progress=sys.stderr.isatty())
-    print(json.dumps({"status": result["status"], **result["test"]}), file=sys.stderr)
+    return result
 
 
 run_rule(snakemake, lambda: main(str(Path(snakemake.input.stats).parent),

@@ -275,6 +275,8 @@ def test_train_settings_come_from_the_schema():
                                   r"one of train\.topk \[5, 10\]"),
     ({"valid_metric": "auc"}, r"train\.valid_metric: 'auc' does not match"),
     ({"topk": [5, 5]}, r"train\.topk: .* non-unique"),
+    ({"precision": "fp16"}, r"train\.precision: 'fp16' is not one of \['fp32', 'bf16'\]"),
+    ({"compile": 1}, r"train\.compile: 1 is not of type 'boolean'"),
 ])
 def test_train_settings_errors_name_the_key(values, message):
     with pytest.raises(ValueError, match=message):
@@ -527,3 +529,61 @@ def test_ml100k_causal_model_beats_popularity(tmp_path):
                              max_len=50, seed=2020)
     assert pop["n_test_users"] == gru["n_test_users"] == 943
     assert gru["test"]["ndcg@10"] > pop["test"]["ndcg@10"]
+
+
+# --- precision and compilation (train.precision, train.compile) ---------------------------
+
+PRECISION_TRAIN = {"epochs": 2, "stopping_step": 5, "batch_size": 16, "eval_batch_size": 64}
+
+
+def test_bf16_autocast_trains_in_bfloat16_and_says_so(tmp_path, monkeypatch):
+    """bf16: the model's matmuls run in bfloat16 (seen inside forward), the result is recorded,
+    and the loss stays finite; fp32 runs see float32."""
+    seen = []
+    real = toy_models.ToyCausal.forward
+
+    def spy(self, item_seq, seq_len):
+        hidden = real(self, item_seq, seq_len)
+        seen.append(hidden.dtype)
+        return hidden
+
+    monkeypatch.setattr(toy_models.ToyCausal, "forward", spy)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        seen.clear()
+        runs[precision] = run_training(toy_data(), tmp_path / precision, "toy_causal", {},
+                                       PRECISION_TRAIN | {"precision": precision},
+                                       dataset="toy", max_len=8, seed=3)
+        assert set(seen) == {torch.float32 if precision == "fp32" else torch.bfloat16}
+    for precision, result in runs.items():
+        assert result["status"] == "ok" and result["config"]["train"]["precision"] == precision
+        assert np.isfinite(pd.read_csv(tmp_path / precision / "history.csv")["loss"]).all()
+
+
+def test_a_checkpoint_from_before_precision_resumes_as_fp32():
+    """Checkpoints written before train.precision existed were fp32: they still resume."""
+    from recbench.training.checkpoint import trajectory_keys
+
+    resolved = {"model": "m", "model_config": {}, "max_len": 8, "seed": 1,
+                "train": {"lr": 0.001, "processes": 1, "precision": "fp32", "compile": False}}
+    old = {**resolved, "train": {"lr": 0.001}}
+    assert trajectory_keys(old) == trajectory_keys(resolved)
+    bf16 = {**resolved, "train": {**resolved["train"], "precision": "bf16"}}
+    assert trajectory_keys(bf16) != trajectory_keys(resolved)
+
+
+@pytest.mark.slow
+def test_compiled_training_step_follows_the_uncompiled_trajectory(tmp_path):
+    """train.compile without dropout: the same losses and metrics as an uncompiled run (float
+    tolerance), the compilation timed apart from the epochs. (With dropout, Inductor draws its
+    own masks: the same distribution, another trajectory.) Slow: torch.compile builds C++."""
+    options = {"dropout": 0.0}
+    plain = run_training(toy_data(), tmp_path / "plain", "toy_causal", options, PRECISION_TRAIN,
+                         dataset="toy", max_len=8, seed=3)
+    compiled = run_training(toy_data(), tmp_path / "compiled", "toy_causal", options,
+                            PRECISION_TRAIN | {"compile": True}, dataset="toy", max_len=8, seed=3)
+    assert plain["compile_seconds"] == 0.0 and compiled["compile_seconds"] > 0
+    losses = [pd.read_csv(tmp_path / name / "history.csv")["loss"] for name in ("plain", "compiled")]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+    for metric, value in plain["test"].items():
+        assert compiled["test"][metric] == pytest.approx(value, abs=1e-6), metric

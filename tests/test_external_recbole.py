@@ -5,8 +5,10 @@ fidelity table.
 
 The last test builds that environment (.venvs/recbole, git-ignored, reused while
 envs/recbole-requirements.txt is unchanged: about 1.5 min the first time) through the workflow's
-own setup rule, then runs the workflow on a tiny synthetic dataset for one epoch; it is not
-skipped: `make test` runs it.
+own setup rule, then runs the workflow on a tiny synthetic dataset for one epoch. That run
+includes the authors' RecGRELA, so its tests are marked `authors_code`: they skip, with the
+reason, without a checked checkout of the authors' code (a user's clone with nothing beside it);
+CI, with ../shared, runs them.
 """
 import copy
 import json
@@ -207,6 +209,7 @@ def workflow_run(tmp_path_factory):
     return workdir
 
 
+@pytest.mark.authors_code
 @pytest.mark.parametrize("model,recbole_model", [("recbole-sasrec", "SASRec"),
                                                  ("recbole-gru4rec", "GRU4Rec"),
                                                  ("reference-recgrela", "RecGRELA")])
@@ -231,6 +234,7 @@ def test_rule_writes_the_contract_in_its_own_environment(workflow_run, model, re
     assert not (workflow_run / "results/tiny" / model / "default/L20/seed1/recbole_work").exists()
 
 
+@pytest.mark.authors_code
 def test_external_runs_join_the_tables_and_the_paired_test(workflow_run):
     main = (workflow_run / "reports/tables/main.md").read_text()
     assert "SASRec (RecBole)" in main and "GRU4Rec (RecBole)" in main
@@ -241,6 +245,7 @@ def test_external_runs_join_the_tables_and_the_paired_test(workflow_run):
         (ROOT / ".venvs/recbole/installed").exists()
 
 
+@pytest.mark.authors_code
 def test_the_authors_recgrela_trains_from_the_checked_copy_beside_ours(workflow_run):
     run = check_run_dir(workflow_run / "results/tiny/reference-recgrela/default/L20/seed1")
     assert run["reference_commit"] == reference.COMMIT

@@ -178,7 +178,7 @@ def test_table_script_stops_with_one_line_naming_file_and_field(tmp_path):
 
 def test_engine_result_fields_are_in_the_schema():
     """Every field the contract types is one the engine writes (the names cannot drift)."""
-    engine = (ROOT / "recbench" / "engine.py").read_text()
+    engine = (ROOT / "recbench" / "training" / "engine.py").read_text()
     for field in results_schema()["properties"]:
         assert f'"{field}"' in engine, field
     assert yaml.safe_load(SCHEMA_PATH.read_text())["required"] == required_fields()

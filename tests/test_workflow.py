@@ -159,6 +159,11 @@ def _tiny_entry(**changes) -> dict:
     ({"run_groups": ["main", "widht"]}, ["widht", "unknown group"]),
     ({"groups": {"main": {}, "width": {"models": ["gru4rec"], "overrides": [{"hiden": 2}]}}},
      ["groups.width", "hiden"]),
+    # train options of issue 28: arithmetic and compilation
+    ({"train": {"precision": "fp16"}}, ["precision", "fp16", "bf16"]),
+    ({"train": {"compile": "yes"}}, ["compile", "'yes'", "boolean"]),
+    ({"groups": {"main": {"train": {"precision": "int8"}}, "width": {"models": ["gru4rec"]}}},
+     ["groups.main.train", "precision", "int8"]),
 ])
 def test_config_error_fails_the_dry_run_naming_the_key(clone, tmp_path, changes, named):
     done = _with_config(clone, tmp_path, **changes)

@@ -125,6 +125,22 @@ def _download(name: str, entry: dict, cache: Path, retries: int) -> Path:
         raise FetchError(f"cannot download dataset {name!r} from {url}: {err}") from None
 
 
+def _archive_name(entry: dict) -> str | None:
+    return entry["url"].rsplit("/", 1)[-1] if entry.get("url") else None
+
+
+def mirror_origin(name: str, entry: dict, mirror: str | None) -> Path | None:
+    """The data mirror's file that `fetch` takes for dataset `name` (first match of the order
+    above), or None when the mirror has none (or no mirror is set)."""
+    if not mirror:
+        return None
+    here = Path(mirror) / name
+    for file in (entry.get("mirror_file"), entry["file"], _archive_name(entry)):
+        if file and (here / file).exists():
+            return here / file
+    return None
+
+
 def fetch(name: str, entry: dict, dest_dir, mirror: str | None = None,
           retries: int = 3) -> dict:
     """Put dataset `name`'s raw file in `dest_dir` and write `dest_dir/fetched.json`.
@@ -141,21 +157,16 @@ def fetch(name: str, entry: dict, dest_dir, mirror: str | None = None,
                     "file": target.name, "format": "atomic"}
         return _finish(name, dest_dir, manifest)
 
-    if mirror:
-        here = Path(mirror) / name
-        candidates = [(entry.get("mirror_file"), entry.get("mirror_format") or fmt),
-                      (entry["file"], fmt)]
-        for file, file_fmt in candidates:
-            if file and (here / file).exists():
-                target = dest_dir / file
-                copy_atomic(here / file, target)
-                return _finish(name, dest_dir, {"origin": str(here / file), "file": file,
-                                                "format": file_fmt})
-        if entry.get("url"):
-            archive = here / entry["url"].rsplit("/", 1)[-1]
-            if archive.exists():
-                _verify(archive, _known_hash(entry), name)
-                return _from_archive(name, entry, archive, dest_dir, str(archive))
+    origin = mirror_origin(name, entry, mirror)
+    if origin is not None and origin.name != _archive_name(entry):
+        file_fmt = (entry.get("mirror_format") or fmt) if origin.name == entry.get("mirror_file") \
+            else fmt
+        copy_atomic(origin, dest_dir / origin.name)
+        return _finish(name, dest_dir, {"origin": str(origin), "file": origin.name,
+                                        "format": file_fmt})
+    if origin is not None:
+        _verify(origin, _known_hash(entry), name)
+        return _from_archive(name, entry, origin, dest_dir, str(origin))
 
     if not entry.get("url"):
         raise FetchError(

@@ -70,8 +70,9 @@ TRAIN_KEYS = {"epochs": "epochs", "stopping_step": "stopping_step",
               "batch_size": "train_batch_size", "eval_batch_size": "eval_batch_size",
               "lr": "learning_rate", "weight_decay": "weight_decay"}
 # train settings this runner supports only with one value: RecBole trains on prefixes only, and
-# its sampled evaluation is not the suite's stored negatives; one process
-ONLY = {"mode": "prefix", "eval_mode": "full", "processes": 1}
+# its sampled evaluation is not the suite's stored negatives; one process; float32, eager
+ONLY = {"mode": "prefix", "eval_mode": "full", "processes": 1, "precision": "fp32",
+        "compile": False}
 # train settings with no effect here: the device is mapped to gpu_id; no checkpoint is kept
 NO_EFFECT = {"device", "restart_bad_checkpoint"}
 

@@ -44,7 +44,8 @@ IDENTITY = ["dataset", "model", "variant", "max_len", "seed"]
 # ranking, up to 300 epochs, early-stopping patience 20 on ML-1M and 10 on the other datasets.
 # A paper value stands beside ours only when our runs were trained so (config.train of
 # metrics.json).
-PAPER_TRAINING = {"eval_mode": "full", "epochs": 300}
+PAPER_TRAINING = {"eval_mode": "full", "epochs": 300, "precision": "fp32"}
+PRECISIONS = {"fp32": "float32 training", "bf16": "bfloat16 autocast training (train.precision)"}
 PAPER_STOPPING_STEP = {"ml-1m": 20}        # every other dataset: 10
 RANKING = {"full": "full ranking over all items (no sampled negatives)",
            "uni100": "the target ranked among 100 uniformly drawn negatives per user",
@@ -57,10 +58,13 @@ def protocol(frame: pd.DataFrame) -> str:
     ranking = "; ".join(RANKING.get(m, m) for m in modes)
     sampled = " (negatives drawn once, never the target nor an item of the user's history)" \
         if set(modes) - {"full"} else ""
+    precisions = list(dict.fromkeys(frame["precision"])) if "precision" in frame else []
+    arithmetic = " / ".join(PRECISIONS.get(p, p) for p in precisions or ["fp32"])
     return (f"Protocol: {ranking}{sampled}; leave-one-out by time (last item = test, "
             "second-to-last = validation); items already in the history are not masked; "
             "cross-entropy loss over all items (a model's own objective where it has one, e.g. "
-            "BERT4Rec's cloze loss); the best-validation NDCG@10 checkpoint is tested.")
+            f"BERT4Rec's cloze loss); {arithmetic}; the best-validation NDCG@10 checkpoint is "
+            "tested.")
 
 
 @dataclass
@@ -99,10 +103,12 @@ def runs_frame(runs: Sequence[dict]) -> pd.DataFrame:
             "memory_kind": run.get("peak_memory_kind"),
             "best_epoch": run.get("best_epoch"), "epochs_run": run.get("epochs_run"),
             "device": run.get("device"), "eval_mode": run.get("eval_mode", "full"),
-            "epochs": train.get("epochs"), "stopping_step": train.get("stopping_step")})
+            "epochs": train.get("epochs"), "stopping_step": train.get("stopping_step"),
+            # runs from before the setting trained in fp32
+            "precision": train.get("precision", "fp32")})
     columns = IDENTITY + ["status", "reason"] + ACCURACY + EFFICIENCY + [
         "memory_kind", "best_epoch", "epochs_run", "device", "eval_mode", "epochs",
-        "stopping_step"]
+        "stopping_step", "precision"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({m: "float64" for m in ACCURACY + EFFICIENCY}
                         | {"epochs": "Int64", "stopping_step": "Int64"})

@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recbench.training.settings import ADDED_AFTER_RUNS
+
 # Settings that may change between a kill and the rerun without changing the trajectory.
 NOT_TRAJECTORY = ("epochs", "eval_batch_size", "restart_bad_checkpoint")
+# Settings added after checkpoints existed, at the value those checkpoints were made with.
+ADDED_LATER = {"train.processes": 1} | {f"train.{k}": v for k, v in ADDED_AFTER_RUNS.items()}
 CHECKPOINT_KEYS = ("epoch", "early_stopped", "resolved", "model", "optimizer", "rng", "best",
                    "cur_step", "best_epoch", "best_state", "history")
 
@@ -80,5 +84,6 @@ def trajectory_keys(resolved: dict) -> dict:
     flat.update({f"model_config.{k}": v for k, v in resolved["model_config"].items()})
     flat.update({f"train.{k}": v for k, v in resolved["train"].items()
                  if k not in NOT_TRAJECTORY})
-    flat.setdefault("train.processes", 1)       # checkpoints from before the key: one process
+    for key, value in ADDED_LATER.items():      # checkpoints from before the key
+        flat.setdefault(key, value)
     return flat

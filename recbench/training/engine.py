@@ -109,9 +109,14 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast (train.precision: bf16) on the run's device; fp32 = no autocast."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_epoch(model, optimizer, batches: Batches, mode: str, batch_size: int,
                 generator: torch.Generator, group: Group = Group(),
-                loss_of=None) -> tuple[float, int]:
+                loss_of=None, precision: str = "fp32") -> tuple[float, int]:
     """One pass over the shuffled training examples -> (sum of batch-mean losses, n batches).
 
     The sum of batch means is RecBole's logged "train loss". Under DDP (`group.world` > 1,
@@ -119,13 +124,15 @@ def train_epoch(model, optimizer, batches: Batches, mode: str, batch_size: int,
     every global batch, its loss weighted by its share of the batch's terms times the number
     of ranks: DDP's average of the gradients is then the global batch mean's gradient."""
     model.train()
-    loss_of = loss_of or batch_loss(model, mode, group, batches.device)
+    if loss_of is None:
+        loss_of = batch_loss(model, mode, group, batches.device)
     total = torch.zeros((), dtype=torch.float64, device=batches.device)
     n_batches = 0
     for batch in batches.train(mode, batch_size, generator):
         batch, share = group.shard(batch)                  # (batch, 1.0) with one process
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_of(*batch)
+        with autocast(batches.device, precision):
+            loss = loss_of(*batch)
         (loss if group.world == 1 else loss * (share * group.world)).backward()
         optimizer.step()
         total += loss.detach() * share      # stays on the device: no sync per step
@@ -135,13 +142,14 @@ def train_epoch(model, optimizer, batches: Batches, mode: str, batch_size: int,
 
 @torch.no_grad()
 def evaluate(model, batches: Batches, which: str, batch_size: int,
-             negatives: torch.Tensor | None = None) -> torch.Tensor:
+             negatives: torch.Tensor | None = None, precision: str = "fp32") -> torch.Tensor:
     """Per-user 1-based target ranks [U] (CPU) over the `valid` or `test` split: among all
     items, or, given negatives [U, n] (rows in the split's user order), among 1 + n candidates."""
     model.eval()
     ranks, lo = [], 0
     for seq, seq_len, target in batches.evaluation(which, batch_size):
-        scores = model.full_sort_predict(seq, seq_len).float()             # (B, n_items)
+        with autocast(batches.device, precision):
+            scores = model.full_sort_predict(seq, seq_len).float()         # (B, n_items)
         if negatives is None:
             ranks.append(target_ranks(scores, target).cpu())
         else:
@@ -237,6 +245,7 @@ class _Run:
         self.device = self.group.device(torch_device(cfg.device))
         self.train_resolved = {**dataclasses.asdict(cfg), "topk": list(cfg.topk)}
         self.model_config = None       # known once the model is built
+        self.compile_seconds = 0.0     # train.compile: the compilation, outside every epoch
 
     def execute(self) -> dict:
         cfg, data = self.cfg, self.data
@@ -292,8 +301,10 @@ class _Run:
             model.load_state_dict(best_state)
         if not self.group.main:
             return None                         # under DDP, rank 0 tests and writes
-        valid_ranks = evaluate(model, batches, "valid", cfg.eval_batch_size, negatives["valid"])
-        test_ranks = evaluate(model, batches, "test", cfg.eval_batch_size, negatives["test"])
+        valid_ranks = evaluate(model, batches, "valid", cfg.eval_batch_size, negatives["valid"],
+                               cfg.precision)
+        test_ranks = evaluate(model, batches, "test", cfg.eval_batch_size, negatives["test"],
+                              cfg.precision)
         result = self._result("ok", None, metrics_from_ranks(valid_ranks, cfg.topk),
                               metrics_from_ranks(test_ranks, cfg.topk), history, best_epoch,
                               batches.n_train(cfg.mode), len(valid_ranks), len(test_ranks),
@@ -353,13 +364,16 @@ class _Run:
                 return history, best_epoch, best_state
 
         loss_of = batch_loss(model, cfg.mode, group, device)      # DDP's wrapper under DDP
+        if cfg.compile:
+            loss_of = self._compiled(loss_of, model, batches)
         bar = tqdm(range(start, cfg.epochs), initial=start, total=cfg.epochs, desc=name,
                    disable=not (self.progress and group.main), dynamic_ncols=True)
         for epoch in bar:
             group.epoch_seed(self.seed, epoch)                     # only under DDP
             t0 = time.perf_counter()
             loss_sum, n_batches = train_epoch(model, optimizer, batches, cfg.mode, cfg.batch_size,
-                                              epoch_generator(self.seed, epoch), group, loss_of)
+                                              epoch_generator(self.seed, epoch), group, loss_of,
+                                              cfg.precision)
             train_seconds = time.perf_counter() - t0
             if not math.isfinite(loss_sum):
                 raise FloatingPointError(f"{name}: non-finite training loss ({loss_sum}) at "
@@ -369,7 +383,7 @@ class _Run:
             valid = {}
             if group.main:                                         # rank 0 validates
                 valid = metrics_from_ranks(evaluate(model, batches, "valid", cfg.eval_batch_size,
-                                                    negatives["valid"]), cfg.topk)
+                                                    negatives["valid"], cfg.precision), cfg.topk)
             valid_seconds = time.perf_counter() - t0
             score = group.broadcast(valid.get(cfg.valid_metric, math.nan), device)
             best, cur_step, stop, improved = early_stopping(score, best, cur_step,
@@ -400,6 +414,25 @@ class _Run:
         bar.close()
         return history, best_epoch, best_state
 
+    def _compiled(self, loss_of, model, batches: Batches):
+        """torch.compile of the training step, compiled here on one batch of the run's shape
+        (forward and backward, no optimiser step), with every RNG state put back and the
+        gradients dropped, so that the run's trajectory is an uncompiled one's and the
+        compilation is timed on its own (metrics.json compile_seconds)."""
+        compiled = torch.compile(loss_of)
+        rng = rng_state(self.device)
+        batch = next(iter(batches.train(self.cfg.mode, self.cfg.batch_size,
+                                        epoch_generator(self.seed, 0))))
+        t0 = time.perf_counter()
+        with autocast(self.device, self.cfg.precision):
+            loss = compiled(*self.group.shard(batch)[0])
+        loss.backward()
+        self.compile_seconds = time.perf_counter() - t0
+        model.zero_grad(set_to_none=True)
+        set_rng_state(rng, self.device)
+        log.info("%s: compiled the training step in %.1f s", self.name, self.compile_seconds)
+        return compiled
+
     def _result(self, status, reason, valid, test, history, best_epoch, n_train, n_valid, n_test,
                 n_params) -> dict:
         """metrics.json's content: identity and status first, then metrics and provenance."""
@@ -416,6 +449,7 @@ class _Run:
             "best_epoch": best_epoch, "epochs_run": len(history),
             "seconds_per_epoch": _mean(train_seconds),
             "seconds_per_epoch_all": train_seconds,
+            "compile_seconds": self.compile_seconds,
             "valid_seconds_per_epoch": _mean([h["valid_seconds"] for h in history]),
             "n_train_examples": n_train, "n_valid_users": n_valid, "n_test_users": n_test,
             "peak_memory_mb": peak_mb, "peak_memory_kind": peak_kind, "n_params": n_params,

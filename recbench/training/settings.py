@@ -12,6 +12,11 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+# Settings added after runs existed, with the value every earlier run trained with. At that value
+# they are left out of what identifies a job (a train job's params, a study's identity), so that
+# adding them re-queues no finished run and reopens no finished study; checkpoints without them
+# resume (recbench/training/checkpoint.py).
+ADDED_AFTER_RUNS = {"precision": "fp32", "compile": False}
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class TrainSettings:
     eval_mode: str
     processes: int
     restart_bad_checkpoint: bool
+    precision: str
+    compile: bool
 
 
 @functools.lru_cache(maxsize=1)
@@ -54,6 +61,12 @@ def _filling_defaults(validator_class):
 
 
 _Validator = _filling_defaults(jsonschema.Draft202012Validator)
+
+
+def identifying(train: dict) -> dict:
+    """`train` without the settings of ADDED_AFTER_RUNS that are at their earlier value."""
+    return {k: v for k, v in train.items()
+            if not (k in ADDED_AFTER_RUNS and v == ADDED_AFTER_RUNS[k])}
 
 
 def train_settings(values: dict | None) -> TrainSettings:

@@ -47,7 +47,7 @@ from recbench.data.sampling import read_negatives
 from recbench.io import write_json_atomic
 from recbench.plan.groups import TUNED, model_defaults
 from recbench.training import engine  # engine.run_training: tests replace it
-from recbench.training.settings import train_settings
+from recbench.training.settings import identifying, train_settings
 from recbench.tuning.studies import OBJECTIVE, TRAIN_KEYS, Study
 
 log = logging.getLogger("recbench.tuning.worker")
@@ -73,7 +73,8 @@ def storage(study: Study) -> optuna.storages.JournalStorage:
 def _identity(study: Study) -> dict:
     """What a study's trials depend on: stored in the study, checked by every later worker."""
     identity = {k: v for k, v in study.as_dict().items() if k not in NOT_IDENTITY}
-    identity["train"] = {k: v for k, v in identity["train"].items() if k not in RUNTIME_TRAIN}
+    identity["train"] = {k: v for k, v in identifying(identity["train"]).items()
+                         if k not in RUNTIME_TRAIN}
     return identity
 
 
