@@ -9,11 +9,6 @@ min_version("8.0")
 configfile: "config/config.yaml"
 
 
-# the HTML report's front page (`snakemake --report`): what ran, on what data and hardware,
-# with a link to each of the paper's tables and figures (rule front_page, rules/report.smk)
-report: "reports/front_page.rst"
-
-
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
@@ -29,6 +24,11 @@ rule all:
     input:
         all_outputs(),
         tuning_outputs(),
+
+
+# the HTML report's front page (`snakemake --report`): what ran, on what data and hardware,
+# with a link to each of the paper's tables and figures (rule front_page, rules/report.smk)
+report: front_page_text()
 
 
 # every external model's `rule:` names a rule above that writes the run folder's files

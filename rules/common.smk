@@ -256,6 +256,13 @@ def front_page_layout():
     )
 
 
+def front_page_text():
+    """The report's front page: the one rule front_page wrote, or until then a page that says
+    how to get it."""
+    made = Path(rules.front_page.output[0])
+    return str(made) if made.exists() else "reports/captions/front_page_missing.rst"
+
+
 def study_cells(wildcards):
     return [cell.path for cell in PROFILE[wildcards.study]]
 
