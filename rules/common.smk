@@ -215,7 +215,8 @@ def tuning_outputs():
     pairs = {"dataset": [s.dataset for s in STUDIES.values()]}
     pairs["model"] = [s.model for s in STUDIES.values()]
     plots = rules.tune.output.history, rules.tune.output.importances
-    return [rules.tuning_table.output.md] + expand(plots, zip, **pairs)
+    tables = [rules.tuning_table.output.md, rules.tuning_table.output.html]
+    return tables + expand(plots, zip, **pairs)
 
 
 def profile_of(wildcards):
@@ -298,12 +299,22 @@ def all_outputs():
     retrained by a plain `snakemake`, and the tables that show it are rebuilt after it
     (Snakemake does not rebuild a lost intermediate file when the final targets exist).
     """
-    outputs = [rules.dataset_table.output.md, rules.front_page.output[0]]
+    # each table by its Markdown and its HTML page (the report's), so that a table whose page
+    # is missing is written again
+    outputs = [rules.dataset_table.output.md, rules.dataset_table.output.html]
+    outputs.append(rules.front_page.output[0])
     outputs += run_files(RUNS.values(), "metrics")
     if RUNS:
-        outputs.append(rules.runs_table.output.md)
-        outputs += expand(rules.group_table.output.md, group=list(GROUPS))
-    outputs += expand(rules.profile_table.output.md, study=list(PROFILE))
+        outputs += [rules.runs_table.output.md, rules.runs_table.output.html]
+        outputs += expand(
+            [rules.group_table.output.md, rules.group_table.output.html],
+            group=list(GROUPS),
+        )
+    outputs += expand(
+        [rules.profile_table.output.md, rules.profile_table.output.html],
+        study=list(PROFILE),
+    )
     if FIDELITY_STUDIES or FIDELITY_RUNS:
-        outputs += [rules.fidelity_table.output.md, rules.fidelity_figure.output.png]
+        outputs += [rules.fidelity_table.output.md, rules.fidelity_table.output.html]
+        outputs.append(rules.fidelity_figure.output.png)
     return outputs + figure_outputs()
