@@ -129,7 +129,8 @@ def _hardware(runs, cells, host) -> list[str]:
         threads = sorted({run["threads"] for run in runs if run.get("threads")})
         lines.append("* Runs trained on " + "; ".join(
             f"{_literal(d)} ({n} runs)" for d, n in devices.most_common())
-            + (f", {_listed(threads)} CPU threads each" if threads else "") + ".")
+            + (f", {_listed(threads)} CPU thread{'' if threads == [1] else 's'} each"
+               if threads else "") + ".")
     cell_devices = sorted({str(c.get("device")) for c in cells if c.get("device")})
     if cell_devices:
         lines.append(f"* Cost cells measured on {_listed(cell_devices)}.")

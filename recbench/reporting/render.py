@@ -64,18 +64,19 @@ def _latex_escape(text) -> str:
 
 
 _STYLE = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 13px;
-       color: #222; margin: 16px; }
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; font-size: 11.5px;
+       color: #222; margin: 12px; }
 h1 { font-size: 17px; margin: 0 0 8px; }
 h2 { font-size: 15px; margin: 22px 0 6px; }
 p.head { margin: 0 0 10px; color: #444; }
 table { border-collapse: collapse; margin: 4px 0 8px; }
-th, td { padding: 3px 8px; text-align: right; white-space: nowrap; }
-th { border-bottom: 1.5px solid #222; font-weight: 600; text-align: center; }
-thead tr:first-child th { border-top: 1.5px solid #222; }
+th, td { padding: 2px 4px; text-align: right; }
+th { font-weight: 600; text-align: center; white-space: nowrap; }
+thead th { border-top: 1.5px solid #222; border-bottom: 1px solid #222; }
 tbody tr:last-child td, tbody tr:last-child th { border-bottom: 1.5px solid #222; }
 tbody th { text-align: left; font-weight: normal; }
-tr.group td, tr.group th { border-top: 1px solid #999; }
+tr.block td, tr.block th { border-top: 1px solid #ddd; }
+tr.group td, tr.group th { border-top: 1px solid #888; }
 tr.paper td, tr.paper th.source { color: #777; }
 td.best { font-weight: 700; }
 td.second { text-decoration: underline; }
@@ -111,15 +112,17 @@ def _html_table(table: Table) -> str:
                                  table.marks.to_numpy()):
         key = key if isinstance(key, tuple) else (key,)
         source = str(key[-1]) if names and names[-1] == "source" else ""
+        new_group = bool(previous) and key[0] != previous[0]
+        new_block = bool(previous) and len(key) > 1 and key[:-1] != previous[:-1]
         classes = [c for c in ("paper" if source == "paper" else "",
-                               "group" if previous and key[0] != previous[0] else "") if c]
+                               "group" if new_group else "block" if new_block else "") if c]
         shown = ["" if key[:i + 1] == previous[:i + 1] else html.escape(str(k))
                  for i, k in enumerate(key)]
         previous = key
         heads = "".join(f'<th class="{"source" if i == len(key) - 1 else "label"}">{k}</th>'
                         for i, k in enumerate(shown))
-        cells = "".join(f'<td class="{m}">{html.escape(str(t))}</td>' if m else
-                        f"<td>{html.escape(str(t))}</td>" for t, m in zip(texts, marks))
+        cells = "".join(f'<td class="{m}">{_cell(t)}</td>' if m else f"<td>{_cell(t)}</td>"
+                        for t, m in zip(texts, marks))
         cls = f' class="{" ".join(classes)}"' if classes else ""
         rows.append(f"<tr{cls}>{heads}{cells}</tr>")
     rows += ["</tbody>", "</table>"]
@@ -127,6 +130,11 @@ def _html_table(table: Table) -> str:
         rows.append('<ol class="notes">' + "".join(f"<li>{html.escape(n)}</li>"
                                                   for n in table.notes) + "</ol>")
     return "\n".join(rows)
+
+
+def _cell(text) -> str:
+    """A cell's text, escaped; "mean ± std" kept on one line (it may wrap before "(n=3)")."""
+    return html.escape(str(text)).replace(" ± ", "&nbsp;±&nbsp;")
 
 
 def write_table(table: Table | Sequence[Table], md_path, csv_path, tex_path,
