@@ -28,8 +28,10 @@ Stages:
     cost/         rules/profile.smk: the cost grid ("profile" in rule and config names): the
                   cells of a config (grid.py), one cell measured (measure.py), cells as a frame
     reporting/    rules/report.smk, rules/figures.smk: the paper's numbers, the table kernel,
-                  the paper's tables, rendering, cost tables, figures and their style, fidelity;
-                  reads results files and reports/paper_numbers.yaml, never a model or the engine
+                  the paper's tables, rendering (Markdown, LaTeX, the report's HTML pages),
+                  cost tables, figures and their style, fidelity, the report's front page;
+                  reads results files and reports/paper_numbers.yaml, never a model or the
+                  engine (what it must know of a model comes as a rule's params)
 
 models/ (top level, one file per model and a registry) is the suite's other package.
 """

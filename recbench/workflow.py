@@ -1,10 +1,16 @@
 """What the Snakefile asks of the library when it parses a config (rules/common.smk).
 
+`check_config(config, schema)` checks the config against config/schema.yaml first: its first
+problem in one line, the key, what is wrong and the nearest valid key or value
+("config train.epoch: unknown key; did you mean 'epochs'?").
 `Workflow.load(config, config_dir)` checks the whole config and expands it, so that every
 mistake fails `snakemake --dry-run` naming its key (ValueError):
 
     datasets       the registry (config/datasets.yaml) with the config's additions, checked
-    external       models made by a rule outside the engine (config/external_models.yaml)
+    external       models made by a rule outside the engine (config/external_models.yaml
+                   with the config's `external_model_registry` over it); each entry's `rule`
+                   is checked against the workflow's rules after they are all read
+                   (check_external_rules, the Snakefile's last line)
     groups         {group: {section: [Run]}}        recbench/plan/groups.py
     runs           {results path: Run}
     studies        {(dataset, model): Study}        recbench/tuning/studies.py (variant tuned)
@@ -15,7 +21,10 @@ and answers the questions the rules ask of a job's wildcards (which run, which s
 cell) and of a config (which groups get which figure, the x axis of a cost figure, which
 studies and runs are compared with the authors' code), and of the data on disk (which data
 rule must rebuild a damaged file; whether a finished job's data inputs are `ancient`:
-recbench/data/integrity.py). The rule files only declare.
+recbench/data/integrity.py); and what the reporting rules are told: each model's display name
+and whether it is deterministic (model_info, their params: the reporting layer never imports a
+model), the HTML report's category of each table and figure (the paper's "Table 2", "Fig. 4")
+and its front page. The rule files only declare.
 """
 from __future__ import annotations
 
