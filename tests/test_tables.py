@@ -418,3 +418,19 @@ def test_protocol_note_says_how_targets_were_ranked(tmp_path):
     text = to_markdown(group_table(sampled, PAPER, dataset="ml-1m", model="recgrela",
                                    max_len=200))
     assert "100 popularity-drawn negatives per user" in text and "full ranking" not in text
+
+
+def test_bf16_runs_say_so_and_stand_without_the_paper_value(tmp_path):
+    """train.precision: a bf16 run is named in the protocol line, and the paper's value (fp32)
+    is not shown beside it; a run recorded before the setting counts as fp32."""
+    root = tmp_path / "results"
+    write_run(root, "recgrela", 1, 0.20, train=dict(PAPER_TRAIN, precision="bf16"))
+    write_run(root, "sigma", 1, 0.18)                     # no precision recorded: fp32
+    runs, _ = read_tree(root)
+    table = main_table(runs, PAPER, max_len=200, metrics=["ndcg@10"])
+    paper = table.cells.loc[("ML-1M", "NDCG@10", "paper")]
+    assert paper["RecGRELA"] == "n/a" and paper["SIGMA"] != "n/a"
+    note = next(n for n in table.notes if n.startswith("Paper value not shown"))
+    assert "RecGRELA: precision bf16 (paper fp32)" in note
+    protocol = next(n for n in table.notes if n.startswith("Protocol:"))
+    assert "bfloat16 autocast" in protocol and "float32 training" in protocol
