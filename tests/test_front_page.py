@@ -84,6 +84,7 @@ def test_front_page_says_what_ran_on_what_data_and_hardware(quickstart):
            "40,000 interactions" in rst
     assert "``cpu`` (3 runs)" in rst and "``cuda:0 (NVIDIA H100)`` (1 runs)" in rst
     assert "2 cost cells" in rst and "Linux, Xeon, 2 logical cores" in rst
+    assert "1 CPU thread each; cost cells measured on cpu." in rst
     page = render(rst, layout["categories"])
     assert "system-message" not in page, page        # no docutils warning on the page
     for category in layout["categories"]:       # each a link to its category

@@ -59,12 +59,11 @@ def front_page(runs: Sequence[dict], stats: Mapping[str, dict], cells: Sequence[
     categories = list(layout["categories"])
     title = f"{PAPER}, reproduced"
     lines = [title, "=" * len(title), "",
-             "Each entry of the menu is one of the paper's tables or figures: "
+             "The menu has one entry per table or figure of the paper: "
              + ", ".join(_link(c, categories) for c in categories) + ". A table is shown as "
              "published (bold best, underlined second best of ours, the paper's row in grey, "
-             "* / † significantly better / worse, notes under it), beside its CSV (the same "
-             "numbers, long form, to download). Every table is also under ``reports/tables/`` "
-             "(Markdown, LaTeX, CSV), every figure under ``reports/figures/``.", ""]
+             "* / † significantly better / worse, notes under it) beside its CSV to download; "
+             "all are also under ``reports/tables/`` and ``reports/figures/``.", ""]
     lines += _what_ran(runs, cells, layout, categories)
     lines += _data(stats, layout)
     lines += _hardware(runs, cells, host)
@@ -125,14 +124,16 @@ def _data(stats, layout) -> list[str]:
 def _hardware(runs, cells, host) -> list[str]:
     devices = Counter(str(run.get("device")) for run in runs if run.get("device"))
     lines = ["**Hardware and software.**", ""]
+    threads = sorted({run["threads"] for run in runs if run.get("threads")})
+    cell_devices = sorted({str(c.get("device")) for c in cells if c.get("device")})
     if devices:
-        threads = sorted({run["threads"] for run in runs if run.get("threads")})
         lines.append("* Runs trained on " + "; ".join(
             f"{_literal(d)} ({n} runs)" for d, n in devices.most_common())
             + (f", {_listed(threads)} CPU thread{'' if threads == [1] else 's'} each"
-               if threads else "") + ".")
-    cell_devices = sorted({str(c.get("device")) for c in cells if c.get("device")})
-    if cell_devices:
+               if threads else "")
+            + (f"; cost cells measured on {_listed(cell_devices)}" if cell_devices else "")
+            + ".")
+    elif cell_devices:
         lines.append(f"* Cost cells measured on {_listed(cell_devices)}.")
     versions = {k: sorted({str(run[k]) for run in runs if run.get(k)})
                 for k in ("torch", "python", "git_commit")}
