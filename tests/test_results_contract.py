@@ -165,7 +165,7 @@ def test_table_script_stops_with_one_line_naming_file_and_field(tmp_path):
         "ns = types.SimpleNamespace\n"
         f"sm = ns(rule='runs_table', input=ns(metrics=[{str(good)!r}, {str(bad)!r}],"
         f" paper={str(ROOT / 'reports' / 'paper_numbers.yaml')!r}), output=ns(**{out!r}),"
-        f" log=[{str(log)!r}])\n"
+        f" log=[{str(log)!r}], params=ns(models={{}}))\n"
         f"runpy.run_path({str(ROOT / 'scripts' / 'runs_table.py')!r},"
         " init_globals={'snakemake': sm})\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
