@@ -133,8 +133,8 @@ def _html_table(table: Table) -> str:
 
 
 def _cell(text) -> str:
-    """A cell's text, escaped; "mean ± std" kept on one line (it may wrap before "(n=3)")."""
-    return html.escape(str(text)).replace(" ± ", "&nbsp;±&nbsp;")
+    """A cell's text, escaped (it wraps at its spaces, so that a wide table fits a window)."""
+    return html.escape(str(text))
 
 
 def write_table(table: Table | Sequence[Table], md_path, csv_path, tex_path,
