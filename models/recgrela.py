@@ -232,7 +232,7 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
         # 1/L is the same number up to rounding and never materialises scaled copies of K, V.
         head = torch.arange(D, device=q.device) // hd
         same_head = (head[:, None] == head[None, :]).to(qr.dtype)       # (D, D) block diagonal
-        kv = torch.bmm(kr.transpose(1, 2), v.to(kr.dtype)) * (same_head / L)  # (B, D, D)
+        kv = torch.bmm(kr.transpose(1, 2), v) * (same_head / L)        # (B, D, D)
         num = torch.bmm(qr, kv)                                         # (B, L, D)
         k_mean = k.mean(dim=1)                                          # (B, D)
         # den[b, i, e] = sum_{d in head(e)} q[b, i, d] k_mean[b, d]: Q_i . mean_j K_j of e's head
@@ -240,7 +240,7 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
         return num / den.add_(eps)
 
     # causal: sums over the prefix j <= i, both divided by the prefix length i + 1
-    qr, kr, vh = (t.view(B, L, num_heads, hd) for t in (qr, kr, v.to(kr.dtype)))  # (B, L, H, hd)
+    qr, kr, vh = (t.view(B, L, num_heads, hd) for t in (qr, kr, v))    # (B, L, H, hd)
     num = causal_linear_attention(qr, kr, vh, chunk_size)               # (B, L, H, hd)
     inv_count = 1.0 / torch.arange(1, L + 1, device=q.device, dtype=q.dtype).view(1, L, 1, 1)
     k_cum = k.cumsum(dim=1).view(B, L, num_heads, hd)                   # (B, L, H, hd)
@@ -300,8 +300,8 @@ class RELA(nn.Module):
             self.conv = nn.Conv1d(D, D, cfg.conv_kernel, padding=cfg.conv_kernel - 1, groups=D)
 
     def forward(self, v, cos, sin):
-        q, k = self.qk(v).chunk(2, dim=-1)                              # (B, L, D) each
-        q, k = F.elu(q).add_(1.0), F.elu(k).add_(1.0)                   # phi; elu saves its input
+        qk = F.elu(self.qk(v)).add_(1.0)                                # phi; elu saves its input
+        q, k = qk.chunk(2, dim=-1)                                      # (B, L, D) each, views
         y = rela_attention(q, k, v, cos, sin, self.cfg.num_heads, self.cfg.causal,
                            self.cfg.chunk_size, self.cfg.attn_eps)
         if self.cfg.local_shortcut:
@@ -317,6 +317,9 @@ class RELA(nn.Module):
         # (PyTorch's CPU depthwise Conv1d backward is ~100x slower than this). Output t sees
         # inputs t-k+1 .. t, what the CUDA kernel computes with its k-1 zeros of left padding;
         # a tap that would read the padding is skipped (it would add an exact 0).
+        # Under autocast the values are bf16: the taps are cast to them (as conv1d's weights
+        # would be), so that the sum runs in one dtype instead of promoting v at every tap.
+        w, b = w.to(v.dtype), b.to(v.dtype)
         k = w.shape[1]
         L = v.shape[1]
         out = torch.addcmul(b, v, w[:, k - 1])                         # newest tap: input t
