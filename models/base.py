@@ -23,8 +23,7 @@ tests/test_model_contract.py checks both promises both ways: a false declaration
 
 Shared layers, so that each model file holds only what is its own: `recbole_init`, the
 activation table `ACTIVATIONS`, `Dropout` (nn.Dropout with a cheaper mask draw on CPU),
-`causal_depthwise_conv` (the Mamba-style causal conv without CPU Conv1d), the post-LN
-`FeedForward` block (and, in
+the post-LN `FeedForward` block (and, in
 models/linear_attention.py, the chunked causal linear attention).
 """
 from __future__ import annotations
@@ -189,24 +188,6 @@ class FeedForward(nn.Module):
         if self.inner_dropout:
             inner = self.dropout(inner)
         return self.layer_norm(x + self.dropout(self.w_2(inner)))      # (B, L, hidden_size)
-
-
-def causal_depthwise_conv(u: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """conv(u^T)[..., :L]^T for a depthwise Conv1d padded by k-1: output t sees inputs
-    t-k+1 .. t. Computed as k shifted products in the [B, L, E] layout, accumulated in place
-    (PyTorch's CPU depthwise convolution backward is several times slower, and the transposes
-    copy); a tap that would read the zero padding is skipped (it adds an exact 0)."""
-    w, bias = conv.weight.squeeze(1), conv.bias                         # (E, k), (E,)
-    if u.is_cuda:
-        return conv(u.transpose(1, 2))[..., :u.size(1)].transpose(1, 2)
-    w, bias = w.to(u.dtype), bias.to(u.dtype)   # autocast: the taps in the inputs' dtype
-    k, L = w.shape[1], u.size(1)
-    out = torch.addcmul(bias, u, w[:, k - 1])                           # newest tap: input t
-    for i in range(k - 1):
-        lag = k - 1 - i                                                 # input t - lag
-        if lag < L:
-            out[:, lag:].addcmul_(u[:, :L - lag], w[:, i])
-    return out                                                          # (B, L, E)
 
 
 def check_window(model: str, length: int, max_len: int) -> None:

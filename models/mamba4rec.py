@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import FeedForward, SequentialRecommender, causal_depthwise_conv, recbole_init_except
+from models.base import FeedForward, SequentialRecommender, recbole_init_except
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -264,13 +264,14 @@ class MambaBlock(nn.Module):
         return self.use_kernels and x.is_cuda and selective_scan_fn is not None
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        L = u.size(1)
         x, z = self.in_proj(u).chunk(2, dim=-1)                         # (batch, L, E) each
         fast = self._kernels_apply(u)
         if fast and causal_conv1d_fn is not None:
             x = causal_conv1d_fn(x.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1),
                                  self.conv1d.bias, activation="silu").transpose(1, 2)
         else:
-            x = F.silu(causal_depthwise_conv(x, self.conv1d))          # (batch, L, E)
+            x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)  # (batch, L, E)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight)                       # (batch, L, E), bias added in the scan
         A = -torch.exp(self.A_log)                                      # (E, N)

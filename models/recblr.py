@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import FeedForward, SequentialRecommender, causal_depthwise_conv, recbole_init
+from models.base import FeedForward, SequentialRecommender, recbole_init
 
 
 @dataclass
@@ -56,14 +56,13 @@ class Config:
     pad_to_power_of_two: bool = True    # the reference's phantom steps (see the docstring)
 
 
-def linear_recurrence_ref(alpha: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def linear_recurrence(alpha: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """h_t = alpha_t * h_{t-1} + b_t with h_{-1} = 0, over dim 1 of [B, L, E] tensors.
 
     A plain loop over time: L small element-wise steps, exact, and autograd does the backward
     (the reference's Triton kernel computes the same recurrence by an associative scan).
     `unbind` rather than indexing `[:, t]`: the backward of an index writes a full-size zero
     gradient per step (quadratic in L), unbind's stacks the per-step gradients once.
-    The reference `linear_recurrence` is tested against (tests/test_fast_paths.py).
     """
     h = torch.zeros_like(b[:, 0])
     states = []
@@ -71,39 +70,6 @@ def linear_recurrence_ref(alpha: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         h = alpha_t * h + b_t
         states.append(h)
     return torch.stack(states, dim=1)
-
-
-def linear_recurrence(alpha: torch.Tensor, b: torch.Tensor, chunk_size: int = 0) -> torch.Tensor:
-    """`linear_recurrence_ref` in chunks of c positions: c + L/c Python steps instead of L
-    (each L-step of the loop is a handful of tiny ops whose overhead, forward and backward,
-    outweighs their arithmetic). With chunk k holding positions kc .. kc + c - 1:
-
-        1. inside every chunk at once, from a zero state:  H_t = alpha_t H_{t-1} + b_t,
-           and the decay since the chunk's start:          P_t = alpha_t P_{t-1}, P_{-1} = 1
-        2. across chunks, the state entering chunk k:      S_k = P_end(k-1) S_{k-1} + H_end(k-1)
-        3. every position:                                  h_t = H_t + P_t S_k
-
-    The same sums as the loop, grouped differently (equal to rounding). alpha, b [B, L, E];
-    chunk_size 0 = ~sqrt(L). Autograd does the backward.
-    """
-    B, L, E = b.shape
-    c = chunk_size if chunk_size > 0 else max(1, round(math.sqrt(L)))
-    n = -(-L // c)
-    if n * c != L:  # steps past the end (alpha 1, b 0) change no earlier state; dropped below
-        alpha = F.pad(alpha, (0, 0, 0, n * c - L), value=1.0)
-        b = F.pad(b, (0, 0, 0, n * c - L))
-    a, x = alpha.view(B, n, c, E), b.view(B, n, c, E)                   # (B, n, c, E)
-    H, P = [x[:, :, 0]], [a[:, :, 0]]
-    for t in range(1, c):                                               # 1. all chunks at once
-        H.append(a[:, :, t] * H[-1] + x[:, :, t])
-        P.append(a[:, :, t] * P[-1])
-    H, P = torch.stack(H, dim=2), torch.stack(P, dim=2)                 # (B, n, c, E)
-    S = [torch.zeros_like(H[:, 0, 0])]                                  # state entering chunk 0
-    for k in range(1, n):                                               # 2. chunk to chunk
-        S.append(P[:, k - 1, -1] * S[-1] + H[:, k - 1, -1])
-    S = torch.stack(S, dim=1)                                           # (B, n, E)
-    h = H + P * S[:, :, None]                                           # 3. (B, n, c, E)
-    return h.view(B, n * c, E)[:, :L]
 
 
 class BDLRU(nn.Module):
@@ -126,7 +92,7 @@ class BDLRU(nn.Module):
         u, z = self.input(x).chunk(2, dim=-1)                           # (B, L, E) each
         pad = 2 ** (L - 1).bit_length() - L if self.pad_to_power_of_two else 0
         u = F.pad(u, (0, 0, pad, 0))                                    # (B, pad + L, E), zeros first
-        u = F.silu(causal_depthwise_conv(u, self.conv1d))               # (B, pad + L, E)
+        u = F.silu(self.conv1d(u.transpose(1, 2))[..., :pad + L]).transpose(1, 2)  # causal conv
         r, i = self.gates(u).chunk(2, dim=-1)
         alpha = torch.exp(-F.softplus(self.Lambda) * torch.sigmoid(r))
         beta = torch.sqrt(1 - alpha.pow(2) + 1e-8) * torch.sigmoid(i)

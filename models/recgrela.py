@@ -313,20 +313,18 @@ class RELA(nn.Module):
         w, b = self.conv.weight.squeeze(1), self.conv.bias              # (D, k), (D,)
         if causal_conv1d_fn is not None and v.is_cuda and self.cfg.fast_kernels:
             return causal_conv1d_fn(v.transpose(1, 2), w, b, activation="silu").transpose(1, 2)
-        # Pure path in the [B, L, D] layout: a sum of k shifted products, accumulated in place
-        # (PyTorch's CPU depthwise Conv1d backward is ~100x slower than this). Output t sees
-        # inputs t-k+1 .. t, what the CUDA kernel computes with its k-1 zeros of left padding;
-        # a tap that would read the padding is skipped (it would add an exact 0).
-        # Under autocast the values are bf16: the taps are cast to them (as conv1d's weights
-        # would be), so that the sum runs in one dtype instead of promoting v at every tap.
+        # Pure path in the [B, L, D] layout: sum of k shifted copies. PyTorch's CPU depthwise
+        # Conv1d backward is ~100x slower than this; the left padding of k-1 zeros makes output
+        # t see inputs t-k+1 .. t, which is what the CUDA kernel computes. Under autocast the
+        # values are bf16: the taps are cast to them (as conv1d's weights would be), so that
+        # the sum runs in one dtype instead of promoting v at every tap.
         w, b = w.to(v.dtype), b.to(v.dtype)
         k = w.shape[1]
         L = v.shape[1]
-        out = torch.addcmul(b, v, w[:, k - 1])                         # newest tap: input t
+        vp = F.pad(v, (0, 0, k - 1, 0))                                # (B, L + k - 1, D)
+        out = vp[:, k - 1:] * w[:, k - 1] + b                           # newest tap: input t
         for i in range(k - 1):
-            lag = k - 1 - i                                             # input t - lag
-            if lag < L:
-                out[:, lag:].addcmul_(v[:, :L - lag], w[:, i])
+            out = out + vp[:, i:i + L] * w[:, i]                        # input t - (k - 1) + i
         return F.silu(out)                                              # (B, L, D)
 
 
