@@ -88,6 +88,17 @@ same outputs to fp32 rounding) when that checkout is present, and every variant 
 slow float64 loop reference.
 Fast path: `causal_conv1d_fn` (package causal-conv1d) for the local shortcut on CUDA when
 installed, exactly as the reference; pure PyTorch everywhere else.
+Training-step costs that are not the model's maths, removed (torch.profiler, issue 28; each
+beside its explicit form, tests/test_fast_paths.py compares them in float64, values and
+gradients):
+  * dropout masks: `Dropout` (models/base.py) draws the dropped positions as geometric gaps,
+    ~p n random numbers instead of n Bernoulli draws (aten::bernoulli_ was the top op), same
+    distribution, same seeding; DropPath's per-user draw is unchanged.
+  * RoPE: `rotate_pairs`, one complex product, instead of `apply_rope`'s flip + two products +
+    sum (four passes, and as many in backward); `apply_rope` stays for streaming and tests.
+  * attention: all heads as (D x D) block-diagonal matmuls on the [B, L, D] tensors instead of
+    per-head einsums, which copied Q, K, V into a heads-first layout and back.
+  * bf16 autocast: the local shortcut runs in the values' dtype (no promotion at every tap).
 """
 from __future__ import annotations
 
