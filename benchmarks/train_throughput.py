@@ -132,7 +132,7 @@ def run_cell(tree: Path, a, model: str, max_len: int, precision: str) -> dict:
         return {"status": "timeout"}
     if done.returncode:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
-        return {"status": f"error: {tail[0][:80]}"}
+        return {"status": "error", "error": tail[0][:200]}
     result = json.loads(done.stdout.strip().splitlines()[-1])
     expected = str(tree.resolve() / "models")
     if result.get("models_file") and not result["models_file"].startswith(expected):
@@ -205,7 +205,7 @@ def main() -> None:
 
     columns = ["model", "max_len", "precision", "step s (baseline)", "step s (now)", "speed-up",
                "peak MB (baseline)", "peak MB (now)"]
-    rows = []
+    rows, errors = [], []
     try:
         for L in lens:
             for model in models:
@@ -219,6 +219,10 @@ def main() -> None:
                            fmt(base, "peak_mb", ".0f") if base else "", fmt(now, "peak_mb", ".0f")]
                     rows.append(row)
                     print("  " + " | ".join(str(x) for x in row), flush=True)
+                    for name, r in res.items():
+                        if r.get("status") == "error":
+                            errors.append(f"{model} L={L} {prec} ({name}): {r['error']}")
+                            print(f"    {errors[-1]}", flush=True)
     finally:
         if worktree is not None:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
@@ -226,6 +230,7 @@ def main() -> None:
 
     table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     table += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    table += [f"\nerror: {e}" for e in errors]
     print("\n" + "\n".join(table))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
