@@ -246,9 +246,10 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
         kv = torch.bmm(kr.transpose(1, 2), v) * (same_head / L)        # (B, D, D)
         num = torch.bmm(qr, kv)                                         # (B, L, D)
         k_mean = k.mean(dim=1)                                          # (B, D)
-        # den[b, i, e] = sum_{d in head(e)} q[b, i, d] k_mean[b, d]: Q_i . mean_j K_j of e's head
-        den = torch.bmm(q, k_mean[:, :, None] * same_head)              # (B, L, D)
-        return num / den.add_(eps)
+        # den[b, i, h] = sum_{d in head h} q[b, i, d] k_mean[b, d] = Q_i . mean_j K_j per head
+        in_head = (head[:, None] == torch.arange(num_heads, device=q.device)).to(q.dtype)  # (D, H)
+        den = torch.bmm(q, k_mean[:, :, None] * in_head).add_(eps)     # (B, L, H)
+        return (num.view(B, L, num_heads, hd) / den[..., None]).view(B, L, D)
 
     # causal: sums over the prefix j <= i, both divided by the prefix length i + 1
     qr, kr, vh = (t.view(B, L, num_heads, hd) for t in (qr, kr, v))    # (B, L, H, hd)
