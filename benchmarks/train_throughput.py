@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -191,6 +192,8 @@ def main() -> None:
     for line in head:
         print(line, flush=True)
 
+    # a kill (timeout, Ctrl-C) still removes the temporary worktree: SIGTERM -> SystemExit
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     worktree = None
     trees = {"now": ROOT}
     if a.baseline:
