@@ -1,155 +1,249 @@
-"""Training throughput of the engine: `prefix` vs `sequence` mode on ML-100K (not a test).
+"""Training-step time and peak memory of every model, now beside a git revision (not a test).
 
-Prints, for one causal model at one max_len on the same data:
-  - seconds per epoch and training targets per second in each mode (the number of CE terms
-    per epoch is the same in both modes: every training target once);
-  - prefix mode's engine overhead: the share of the epoch spent outside the model's
-    forward / backward / optimiser step (batch gathering, shuffling, bookkeeping);
-  - the achieved GFLOP/s of the model step (FLOPs counted by torch.utils.flop_counter) next
-    to this machine's FP32 2048x2048 GEMM rate, measured in the same run.
+One training step = what recbench's engine does per batch in `prefix` mode (the default):
+zero_grad, forward, full-softmax CE of the last position over all items (models/base.py
+`calculate_loss`; BERT4Rec its cloze loss), backward, Adam step. Batch 256 by default, random
+item ids (n_items 3,417: ML-1M's 3,416 items + padding) at full length max_len.
 
-Absolute times vary from day to day (and with other load on the machine); the targets are
-ratios: sequence mode >= 10x faster per epoch than prefix at max_len 50, prefix overhead < 10%.
-A prefix epoch on a small CPU takes minutes, so by default it is timed on its first
-`--prefix-batches` batches and extrapolated to the whole epoch (said in the output).
+For each (model, max_len, precision) cell this prints the median step time over `--steps`
+steps after `--warmup` steps, and the peak memory of the step: the increase of the process's
+peak resident set size (getrusage ru_maxrss) over its RSS just before the first step (model,
+optimiser and batch already built), so it counts activations, gradients, Adam's state and
+allocator slack. Each cell runs in its own fresh subprocess (memory isolation, no allocator
+or thread-pool state carried over), with a time limit (a cell past it prints "timeout").
 
-    python benchmarks/train_throughput.py [--model sasrec] [--max-len 50] [--threads 2]
+The baseline is a git revision (`--baseline 3672477`): a temporary detached worktree of it is
+created, and the same measuring child (this file, `--child`) runs with PYTHONPATH pointing at
+that tree, so that before and after are measured in one run, interleaved cell by cell. The
+child imports only `models` and torch, so it measures any revision with the same model API.
+
+precision: fp32, or bf16 = torch.autocast("cpu" / "cuda", dtype=torch.bfloat16) around the
+forward and the loss (weights and Adam stay fp32).
+
+    python benchmarks/train_throughput.py --baseline 3672477 [--models recgrela,sasrec]
+        [--max-lens 50,200,800] [--precisions fp32,bf16] [--timeout 600] [--out reports/efficiency/x]
+    # one cell, with torch.profiler's top 20 ops of one step (what motivated each fast path):
+    PYTHONPATH=. python benchmarks/train_throughput.py --child --model recgrela --max-len 200 \
+        --precision fp32 --profile 20 --steps 0
 """
 from __future__ import annotations
 
 import argparse
-import itertools
+import csv
+import datetime
+import json
+import os
+import platform
+import resource
+import signal
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-import yaml
-from torch.utils.flop_counter import FlopCounterMode
-
-from recbench.data.batching import Batches, load_sequence_data, make_split
-from recbench.data.preprocess import preprocess
-from recbench.data.registry import entry_filter, registry_entry
-from recbench.training.engine import build_for_run, epoch_generator
-
 ROOT = Path(__file__).resolve().parents[1]
+ALL_MODELS = ["popularity", "gru4rec", "sasrec", "bert4rec", "linrec", "lrurec", "mamba4rec",
+              "recgrela", "recblr", "echomamba4rec", "eulerformer", "sigma"]
 
 
-def gemm_gflops(n: int = 2048, reps: int = 5) -> float:
-    """FP32 n x n matmul rate (best of `reps`), GFLOP/s."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b                                                   # warm-up
-    best = min(_timed(lambda: a @ b) for _ in range(reps))
-    return 2 * n**3 / best / 1e9
+# --- the measuring child: models + torch only ----------------------------------------------
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def child(a) -> dict:
+    import dataclasses
 
+    import torch
 
-def load_ml100k(mirror: Path):
-    """Preprocess the mirror's atomic ml-100k.inter with the data library (RecBole protocol)."""
-    processed = ROOT / "data" / "processed" / "ml-100k"
-    if (processed / "sequences.parquet").exists():
-        return load_sequence_data(processed)
-    registry = yaml.safe_load((ROOT / "config" / "datasets.yaml").read_text())
-    entry = registry_entry(registry, "ml-100k")
-    out = Path(tempfile.mkdtemp(prefix="ml100k-"))
-    preprocess(mirror / "ml-100k" / entry["mirror_file"], entry["mirror_format"], out,
-               entry_filter(entry), entry.get("time_key", "float32"))
-    return load_sequence_data(out)
-
-
-def step_flops(model, batch, mode: str) -> int:
-    """FLOPs of one forward + backward of the loss on `batch`."""
-    model.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as counter:
-        loss = model.calculate_loss(*batch) if mode == "prefix" else model.sequence_loss(*batch)
-        loss.backward()
-    return counter.get_total_flops()
-
-
-def measure(model_name, data, split, max_len, mode, batch_size, max_batches, seed=2020):
-    """Time one epoch (or its first `max_batches` batches) with compute timed separately."""
-    torch.manual_seed(seed)
-    model = build_for_run(model_name, data.n_items, max_len)
+    import models
+    torch.set_num_threads(a.threads)
+    cls = models.model_class(a.model)
+    if not getattr(cls, "learned", True):
+        return {"status": "n/a", "models_file": models.__file__}
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    torch.manual_seed(0)
+    model = models.build_model(a.model, a.n_items, **({"max_len": a.max_len} if "max_len" in fields else {}))
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    batches = Batches(data, split, max_len)
-    n_examples = batches.n_train(mode)
-    n_batches = -(-n_examples // batch_size)
-    first = next(batches.train(mode, batch_size, epoch_generator(seed, 99)))
-    flops = step_flops(model, first, mode)
+    g = torch.Generator().manual_seed(1)
+    seq = torch.randint(1, a.n_items, (a.batch, a.max_len), generator=g)      # (B, L), no padding
+    seq_len = torch.full((a.batch,), a.max_len, dtype=torch.long)
+    target = torch.randint(1, a.n_items, (a.batch,), generator=g)
+    bf16 = a.precision == "bf16"
 
-    def step(batch):
+    def step():
         optimizer.zero_grad(set_to_none=True)
-        loss = model.calculate_loss(*batch) if mode == "prefix" else model.sequence_loss(*batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model.calculate_loss(seq, seq_len, target)
         loss.backward()
         optimizer.step()
-        loss.item()
+        return loss.item()
 
-    # One warm-up step (allocator, lazy init), then the epoch: the same loop as
-    # recbench.training.engine.train_epoch, with the model's part (forward, backward, step) timed alone.
-    model.train()
-    step(first)
-    limit = n_batches if max_batches is None else min(max_batches, n_batches)
-    compute = 0.0
-    terms = 0
-    start = time.perf_counter()
-    loader = batches.train(mode, batch_size, epoch_generator(seed, 0))
-    for batch in itertools.islice(loader, limit):
+    if a.profile:  # one warm-up step, then one profiled step: the top ops by self time
+        from torch.profiler import ProfilerActivity, profile
+        step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.profile),
+              file=sys.stderr)
+    rss_before = _rss_mb()
+    times = []
+    for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
-        step(batch)
-        compute += time.perf_counter() - t0
-        terms += int((batch[2] > 0).sum())
-    total = time.perf_counter() - start
-    scale = n_batches / limit
-    step_seconds = compute / limit
-    return {"mode": mode, "examples": n_examples, "batches": n_batches, "timed_batches": limit,
-            "seconds_per_epoch": total * scale, "targets_per_s": terms / total,
-            "overhead": (total - compute) / total, "step_seconds": step_seconds,
-            "gflop_per_step": flops / 1e9, "step_gflops": flops / 1e9 / step_seconds}
+        loss = step()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024            # KiB -> MiB
+    timed = times[a.warmup:]
+    return {"status": "ok", "step_s": statistics.median(timed) if timed else None, "times": times,
+            "peak_mb": peak - rss_before, "loss": loss, "models_file": models.__file__}
+
+
+# --- the driver -------------------------------------------------------------------------------
+def machine() -> dict:
+    import torch
+    flags, cpu = set(), platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in ("", platform.processor()):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "avx512f": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "amx_bf16": "amx_bf16" in flags, "amx_tile": "amx_tile" in flags,
+            "torch": torch.__version__, "cores": os.cpu_count()}
+
+
+def run_cell(tree: Path, a, model: str, max_len: int, precision: str) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--model", model,
+           "--max-len", str(max_len), "--precision", precision, "--batch", str(a.batch),
+           "--steps", str(a.steps), "--warmup", str(a.warmup), "--threads", str(a.threads),
+           "--n-items", str(a.n_items)]
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(a.threads)}
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout,
+                              cwd=tempfile.gettempdir())
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout"}
+    if done.returncode:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["?"]
+        return {"status": "error", "error": tail[0][:200]}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = str(tree.resolve() / "models")
+    if result.get("models_file") and not result["models_file"].startswith(expected):
+        raise RuntimeError(f"child imported {result['models_file']}, not the tree {tree}")
+    return result
+
+
+def fmt(r: dict, key: str, spec: str) -> str:
+    return format(r[key], spec) if r.get("status") == "ok" else r.get("status", "?")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="sasrec", help="a causal model from the registry")
-    p.add_argument("--max-len", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=2048, help="both modes (examples / windows)")
-    p.add_argument("--prefix-batches", type=int, default=4,
-                   help="time this many prefix batches and extrapolate (0 = the whole epoch)")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--mirror", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--baseline", default=None, help="git revision to measure beside the working tree")
+    p.add_argument("--models", default=",".join(ALL_MODELS))
+    p.add_argument("--max-lens", default="50,200,800")
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per cell (median)")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--n-items", type=int, default=3417, help="item ids including padding")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per cell")
+    p.add_argument("--out", type=Path, default=None, help="write OUT.md and OUT.csv too")
+    # the measuring child
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--max-len", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    p.add_argument("--profile", type=int, default=0,
+                   help="with --child: print the top PROFILE ops of one profiled step (stderr)")
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
+    if a.child:
+        print(json.dumps(child(a)))
+        return
 
-    data = load_ml100k(a.mirror)
-    split = make_split(data, a.max_len)
-    gemm = gemm_gflops()
-    print(f"ML-100K: {data.n_users} users, {data.n_items - 1} items, {len(split.train_pos)} "
-          f"training targets; model {a.model}, max_len {a.max_len}, batch {a.batch_size}, "
-          f"{a.threads} threads, torch {torch.__version__}")
-    print(f"FP32 2048x2048 GEMM: {gemm:.1f} GFLOP/s")
-    rows = [measure(a.model, data, split, a.max_len, "prefix", a.batch_size,
-                    a.prefix_batches or None),
-            measure(a.model, data, split, a.max_len, "sequence", a.batch_size, None)]
-    gemm_after = gemm_gflops()
-    print(f"FP32 2048x2048 GEMM after the runs: {gemm_after:.1f} GFLOP/s (load drift check)")
-    print(f"{'mode':9} {'examples':>9} {'batches':>8} {'timed':>6} {'s/epoch':>9} "
-          f"{'targets/s':>10} "
-          f"{'overhead':>9} {'s/step':>7} {'GFLOP/step':>11} {'GFLOP/s':>8} {'of GEMM':>8}")
-    for r in rows:
-        print(f"{r['mode']:9} {r['examples']:9d} {r['batches']:8d} {r['timed_batches']:6d} "
-              f"{r['seconds_per_epoch']:9.2f} {r['targets_per_s']:10.0f} {r['overhead']:9.1%} "
-              f"{r['step_seconds']:7.3f} {r['gflop_per_step']:11.2f} {r['step_gflops']:8.1f} "
-              f"{r['step_gflops'] / gemm:8.1%}")
-    prefix, sequence = rows
-    print(f"sequence vs prefix: {prefix['seconds_per_epoch'] / sequence['seconds_per_epoch']:.1f}x "
-          f"faster per epoch (target >= 10x); prefix engine overhead {prefix['overhead']:.1%} "
-          f"(target < 10%)" + ("" if prefix["timed_batches"] == prefix["batches"] else
-                               f"; prefix epoch extrapolated from {prefix['timed_batches']} of "
-                               f"{prefix['batches']} batches"))
+    models = a.models.split(",")
+    unknown = sorted(set(models) - set(ALL_MODELS))
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; choose from {ALL_MODELS}")
+    lens = [int(x) for x in a.max_lens.split(",")]
+    precisions = a.precisions.split(",")
+    if set(precisions) - {"fp32", "bf16"}:
+        p.error("precisions: fp32 and/or bf16")
+
+    info = machine()
+    head = [f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"CPU: {info['cpu']} ({info['cores']} cores); AVX-512F: {'yes' if info['avx512f'] else 'no'}, "
+            f"AVX512-BF16: {'yes' if info['avx512_bf16'] else 'no'}, "
+            f"AMX (tile, bf16): {'yes' if info['amx_tile'] and info['amx_bf16'] else 'no'}",
+            f"torch {info['torch']}, {a.threads} threads; batch {a.batch}, n_items {a.n_items}, "
+            f"median of {a.steps} steps after {a.warmup} warm-up; time limit {a.timeout:.0f} s per cell",
+            "step = zero_grad + forward + CE (last position, all items) + backward + Adam; "
+            "peak MB = peak RSS increase over the RSS before the first step",
+            "command: python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])]
+    for line in head:
+        print(line, flush=True)
+
+    # a kill (timeout, Ctrl-C) still removes the temporary worktree: SIGTERM -> SystemExit
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    worktree = None
+    trees = {"now": ROOT}
+    if a.baseline:
+        worktree = Path(tempfile.mkdtemp(prefix="throughput-baseline-")) / "tree"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(worktree),
+                        a.baseline], check=True, capture_output=True)
+        trees = {"baseline": worktree, "now": ROOT}
+        commit = subprocess.run(["git", "-C", str(worktree), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        head.append(f"baseline: {a.baseline} ({commit}); now: working tree of {ROOT}")
+        print(head[-1], flush=True)
+
+    columns = ["model", "max_len", "precision", "step s (baseline)", "step s (now)", "speed-up",
+               "peak MB (baseline)", "peak MB (now)"]
+    rows, errors = [], []
+    try:
+        for L in lens:
+            for model in models:
+                for prec in precisions:
+                    res = {name: run_cell(tree, a, model, L, prec) for name, tree in trees.items()}
+                    base, now = res.get("baseline", {}), res["now"]
+                    speedup = (f"{base['step_s'] / now['step_s']:.2f}x"
+                               if base.get("status") == "ok" and now.get("status") == "ok" else "")
+                    row = [model, L, prec, fmt(base, "step_s", ".3f") if base else "",
+                           fmt(now, "step_s", ".3f"), speedup,
+                           fmt(base, "peak_mb", ".0f") if base else "", fmt(now, "peak_mb", ".0f")]
+                    rows.append(row)
+                    print("  " + " | ".join(str(x) for x in row), flush=True)
+                    for name, r in res.items():
+                        if r.get("status") == "error":
+                            errors.append(f"{model} L={L} {prec} ({name}): {r['error']}")
+                            print(f"    {errors[-1]}", flush=True)
+    finally:
+        if worktree is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(worktree)],
+                           capture_output=True)
+
+    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    table += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+    table += [f"\nerror: {e}" for e in errors]
+    print("\n" + "\n".join(table))
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.with_suffix(".md").write_text(
+            "# Training-step throughput on CPU\n\n" + "\n".join(f"- {h}" for h in head)
+            + "\n\n" + "\n".join(table) + "\n")
+        with open(a.out.with_suffix(".csv"), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ keys; the RecGRELA and LinRec references attend over the whole padded window and
 tests/test_model_contract.py checks both promises both ways: a false declaration fails.
 
 Shared layers, so that each model file holds only what is its own: `recbole_init`, the
-activation table `ACTIVATIONS`, the post-LN `FeedForward` block (and, in
+activation table `ACTIVATIONS`, `Dropout` (nn.Dropout with a cheaper mask draw on CPU),
+the post-LN `FeedForward` block (and, in
 models/linear_attention.py, the chunked causal linear attention).
 """
 from __future__ import annotations
@@ -90,6 +91,74 @@ def get_activation(name: str, owner: str):
     if name not in ACTIVATIONS:
         raise ValueError(f"{owner}: unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]
+
+
+# --- dropout with a cheaper mask draw (CPU) ------------------------------------------------
+# nn.Dropout on CPU draws one Bernoulli number per element (aten::bernoulli_, serial), then
+# divides and multiplies: at p = 0.1 most of the draws say "keep". The same mask, in
+# distribution, is the set of dropped positions of a Bernoulli(p) process, whose gaps are
+# i.i.d. Geometric(p): position_k = (G_1 + ... + G_k) - 1. Drawing the gaps costs ~p * n
+# random numbers instead of n, and applying the mask is one scaling pass plus sparse writes.
+# Same distribution (independent Bernoulli(p) drops, kept values scaled by 1 / (1 - p)), same
+# guarantees: the draw comes from torch's default generator (torch.manual_seed reproduces it,
+# checkpoint's RNG replay redraws it), eval mode is the identity. Used where p <= GAP_MAX_P
+# on CPU; elsewhere (p > GAP_MAX_P, where gaps stop saving draws, and CUDA, whose fused
+# dropout kernel is already one pass) it is F.dropout itself.
+GAP_MAX_P = 0.25
+
+
+def dropped_positions(n: int, p: float, device=None) -> torch.Tensor:
+    """Sorted flat indices in [0, n) of the elements a Bernoulli(p) process drops: cumulative
+    sums of Geometric(p) gaps (int64, exact), drawn in blocks until the process passes n."""
+    parts, end = [], -1
+    while end < n - 1:
+        left = n - 1 - end
+        # enough gaps for the rest of the window with overwhelming probability (mean + 8 sd);
+        # if not, the loop draws another block, so the result never depends on this guess
+        m = int(left * p + 8 * math.sqrt(left * p * (1 - p)) + 16)
+        gaps = torch.empty(m, dtype=torch.int64, device=device).geometric_(p)   # (m,) >= 1
+        pos = gaps.cumsum_(0).add_(end)                                         # (m,) increasing
+        parts.append(pos)
+        end = int(pos[-1])
+    pos = torch.cat(parts) if len(parts) > 1 else parts[0]
+    return pos[: int(torch.searchsorted(pos, n))]                             # those < n
+
+
+class _GapDropout(torch.autograd.Function):
+    """y = x * scale with the elements at `positions` set to 0; dy/dx the same mask."""
+
+    @staticmethod
+    def forward(ctx, x, p: float):
+        positions = dropped_positions(x.numel(), p, x.device)
+        # the scale as F.dropout computes it: 1 / (1 - p) in x's dtype
+        scale = torch.ones((), dtype=x.dtype).div_(1 - p)
+        y = torch.mul(x, scale)
+        y.view(-1).index_fill_(0, positions, 0)
+        ctx.save_for_backward(positions, scale)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        positions, scale = ctx.saved_tensors
+        g = torch.mul(grad, scale)
+        g.view(-1).index_fill_(0, positions, 0)
+        return g, None
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """F.dropout(x, p, training) in distribution; cheaper mask draw on CPU (see above)."""
+    if not training or p == 0.0:
+        return x
+    if x.is_cuda or p > GAP_MAX_P or not x.is_contiguous():
+        return F.dropout(x, p, training)
+    return _GapDropout.apply(x, p)
+
+
+class Dropout(nn.Dropout):
+    """nn.Dropout (same module, same state dict) that masks with `dropout` above."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
 
 
 class FeedForward(nn.Module):

@@ -120,7 +120,10 @@ class LRULayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nu, theta, gamma = torch.exp(self.params_log)                # (H,) each
         log_lambda = torch.complex(-nu, theta)                       # (H,)
-        re, im = self.in_proj(x).chunk(2, dim=-1)                    # (B, L, H) each
+        proj = self.in_proj(x)                                       # (B, L, 2H)
+        if proj.dtype in (torch.bfloat16, torch.float16):  # autocast: no bf16 complex numbers,
+            proj = proj.float()                            # so the recurrence runs in complex64
+        re, im = proj.chunk(2, dim=-1)                               # (B, L, H) each
         b = torch.complex(re, im) * gamma                            # (B, L, H) complex
         h = lru_scan(b, log_lambda, self.chunk_size)                 # (B, L, H) complex
         y = self.out_proj(torch.cat([h.real, h.imag], dim=-1))       # (B, L, D)

@@ -88,6 +88,17 @@ same outputs to fp32 rounding) when that checkout is present, and every variant 
 slow float64 loop reference.
 Fast path: `causal_conv1d_fn` (package causal-conv1d) for the local shortcut on CUDA when
 installed, exactly as the reference; pure PyTorch everywhere else.
+Training-step costs that are not the model's maths, removed (torch.profiler, issue 28; each
+beside its explicit form, tests/test_fast_paths.py compares them in float64, values and
+gradients):
+  * dropout masks: `Dropout` (models/base.py) draws the dropped positions as geometric gaps,
+    ~p n random numbers instead of n Bernoulli draws (aten::bernoulli_ was the top op), same
+    distribution, same seeding; DropPath's per-user draw is unchanged.
+  * RoPE: `rotate_pairs`, one complex product, instead of `apply_rope`'s flip + two products +
+    sum (four passes, and as many in backward); `apply_rope` stays for streaming and tests.
+  * attention: all heads as (D x D) block-diagonal matmuls on the [B, L, D] tensors instead of
+    per-head einsums, which copied Q, K, V into a heads-first layout and back.
+  * bf16 autocast: the local shortcut runs in the values' dtype (no promotion at every tap).
 """
 from __future__ import annotations
 
@@ -98,7 +109,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.base import ACTIVATIONS, SequentialRecommender, recbole_init
+from models.base import ACTIVATIONS, Dropout, SequentialRecommender, recbole_init
 from models.linear_attention import causal_linear_attention
 
 try:  # optional CUDA kernel, the one the reference's logged run used
@@ -184,9 +195,24 @@ def rope_tables(positions: torch.Tensor, dim: int, base: float, dtype: torch.dty
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent pairs: (x0, x1) -> (x0 c - x1 s, x1 c + x0 s).  x [..., D]."""
+    """Rotate adjacent pairs: (x0, x1) -> (x0 c - x1 s, x1 c + x0 s).  x [..., D].
+    The explicit formula (streaming `step`, tests); `rotate_pairs` is the one-pass form."""
     swapped = x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)            # (..., D)  x1 x0 x3 x2 ..
     return x * cos + swapped * sin
+
+
+def rotation_phasors(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The tables of `apply_rope` as unit complex numbers c_m + i s_m: [..., D] -> [..., D/2]."""
+    return torch.complex(cos[..., 0::2].contiguous(), sin[..., 1::2].contiguous())
+
+
+def rotate_pairs(x: torch.Tensor, phasors: torch.Tensor) -> torch.Tensor:
+    """`apply_rope` in one pass: pair (x0, x1) read as x0 + i x1 and multiplied by c + i s gives
+    (x0 c - x1 s) + i (x1 c + x0 s), the same numbers (to the rounding of one fused multiply-add).
+    The flip / two products / sum of `apply_rope` are four passes over x, and as many in backward.
+    x [B, L, D] (float32 / float64; last dim contiguous), phasors [L, D/2] complex -> [B, L, D]."""
+    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))           # (B, L, D/2) complex view
+    return torch.view_as_real(pairs * phasors).flatten(-2)             # (B, L, D)
 
 
 # --- RELA: rotary-enhanced linear attention -----------------------------------------------
@@ -200,18 +226,33 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
     """
     B, L, D = q.shape
     hd = D // num_heads
-    qr, kr = (apply_rope(q, cos, sin), apply_rope(k, cos, sin)) if cos is not None else (q, k)
-    qr, kr, vh = (t.view(B, L, num_heads, hd) for t in (qr, kr, v))    # (B, L, H, hd)
+    if q.dtype not in (torch.float32, torch.float64):   # bf16 / fp16 autocast: the attention's
+        q, k = q.float(), k.float()                      # sums and ratio in float32
+    if cos is not None:
+        rot = rotation_phasors(cos, sin).to(torch.complex128 if q.dtype == torch.float64
+                                            else torch.complex64)          # (L, D/2)
+        qr, kr = rotate_pairs(q, rot), rotate_pairs(k, rot)
+    else:
+        qr, kr = q, k
     if not causal:
-        # reference: kv = (K_rot^T L^-1/2)(V L^-1/2); scaling the small hd x hd sum once by 1/L
-        # is the same number up to rounding and never materialises scaled copies of K and V.
-        kv = torch.einsum("blhd,blhe->bhde", kr, vh) * (1.0 / L)       # (B, H, hd, hd)
-        num = torch.einsum("blhd,bhde->blhe", qr, kv)                   # (B, L, H, hd)
-        k_mean = k.mean(dim=1).view(B, 1, num_heads, hd)                # (B, 1, H, hd)
-        den = (q.view(B, L, num_heads, hd) * k_mean).sum(-1, keepdim=True) + eps  # (B, L, H, 1)
-        return (num / den).reshape(B, L, D)
+        # reference: kv = (K_rot^T L^-1/2)(V L^-1/2) per head, num = Q_rot kv, den = Q . mean_j K.
+        # All heads at once as (D x D) products with the off-head blocks zeroed: bmm reads the
+        # [B, L, D] tensors in place (a per-head einsum copies them into a heads-first layout
+        # and back), and multiplying by the zeros adds exact zeros (4x the FLOPs of D x hd
+        # products, which are a small part of the step). Scaling the small D x D sum once by
+        # 1/L is the same number up to rounding and never materialises scaled copies of K, V.
+        head = torch.arange(D, device=q.device) // hd
+        same_head = (head[:, None] == head[None, :]).to(qr.dtype)       # (D, D) block diagonal
+        kv = torch.bmm(kr.transpose(1, 2), v) * (same_head / L)        # (B, D, D)
+        num = torch.bmm(qr, kv)                                         # (B, L, D)
+        k_mean = k.mean(dim=1)                                          # (B, D)
+        # den[b, i, h] = sum_{d in head h} q[b, i, d] k_mean[b, d] = Q_i . mean_j K_j per head
+        in_head = (head[:, None] == torch.arange(num_heads, device=q.device)).to(q.dtype)  # (D, H)
+        den = torch.bmm(q, k_mean[:, :, None] * in_head).add_(eps)     # (B, L, H)
+        return (num.view(B, L, num_heads, hd) / den[..., None]).view(B, L, D)
 
     # causal: sums over the prefix j <= i, both divided by the prefix length i + 1
+    qr, kr, vh = (t.view(B, L, num_heads, hd) for t in (qr, kr, v))    # (B, L, H, hd)
     num = causal_linear_attention(qr, kr, vh, chunk_size)               # (B, L, H, hd)
     inv_count = 1.0 / torch.arange(1, L + 1, device=q.device, dtype=q.dtype).view(1, L, 1, 1)
     k_cum = k.cumsum(dim=1).view(B, L, num_heads, hd)                   # (B, L, H, hd)
@@ -227,12 +268,21 @@ class DropPath(nn.Module):
         super().__init__()
         self.p = p
 
-    def forward(self, x):
+    def mask(self, x):
+        """Bernoulli(1 - p) / (1 - p), one draw per sample: [B, 1, ..., 1] (None: identity)."""
         if self.p == 0.0 or not self.training:
-            return x
+            return None
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
-        return x * mask
+        return x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep).div_(keep)
+
+    def forward(self, x):
+        mask = self.mask(x)
+        return x if mask is None else x * mask
+
+    def residual(self, x, y):
+        """x + DropPath(y) in one pass (the same draw as `forward`)."""
+        mask = self.mask(y)
+        return x + y if mask is None else torch.addcmul(x, y, mask)
 
 
 class Mlp(nn.Module):
@@ -242,7 +292,7 @@ class Mlp(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(d, hidden)
         self.fc2 = nn.Linear(hidden, d)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)   # nn.Dropout's distribution, a cheaper draw (models/base.py)
         self.act = act
 
     def forward(self, x):
@@ -262,8 +312,8 @@ class RELA(nn.Module):
             self.conv = nn.Conv1d(D, D, cfg.conv_kernel, padding=cfg.conv_kernel - 1, groups=D)
 
     def forward(self, v, cos, sin):
-        q, k = self.qk(v).chunk(2, dim=-1)                              # (B, L, D) each
-        q, k = F.elu(q).add_(1.0), F.elu(k).add_(1.0)                   # phi; elu saves its input
+        qk = F.elu(self.qk(v)).add_(1.0)                                # phi; elu saves its input
+        q, k = qk.chunk(2, dim=-1)                                      # (B, L, D) each, views
         y = rela_attention(q, k, v, cos, sin, self.cfg.num_heads, self.cfg.causal,
                            self.cfg.chunk_size, self.cfg.attn_eps)
         if self.cfg.local_shortcut:
@@ -277,7 +327,10 @@ class RELA(nn.Module):
             return causal_conv1d_fn(v.transpose(1, 2), w, b, activation="silu").transpose(1, 2)
         # Pure path in the [B, L, D] layout: sum of k shifted copies. PyTorch's CPU depthwise
         # Conv1d backward is ~100x slower than this; the left padding of k-1 zeros makes output
-        # t see inputs t-k+1 .. t, which is what the CUDA kernel computes.
+        # t see inputs t-k+1 .. t, which is what the CUDA kernel computes. Under autocast the
+        # values are bf16: the taps are cast to them (as conv1d's weights would be), so that
+        # the sum runs in one dtype instead of promoting v at every tap.
+        w, b = w.to(v.dtype), b.to(v.dtype)
         k = w.shape[1]
         L = v.shape[1]
         vp = F.pad(v, (0, 0, k - 1, 0))                                # (B, L + k - 1, D)
@@ -323,7 +376,7 @@ class GRELABlock(nn.Module):
     def block(self, x, cos, sin):
         if self.cfg.num_layers == 1:  # the reference's 1-layer branch: no residuals at all
             return self.ffn(self.drop_path(self.mixer(x, cos, sin)))
-        x = x + self.drop_path(self.mixer(x, cos, sin))
+        x = self.drop_path.residual(x, self.mixer(x, cos, sin))       # x + DropPath(Y)
         return x + self.ffn(x)
 
     def forward(self, x, cos, sin):
@@ -390,7 +443,7 @@ class RecGRELA(SequentialRecommender):
             positions = torch.arange(config.max_len)
             self.position_angles = nn.Parameter(
                 rope_angles(positions, D, config.rope_base).to(torch.get_default_dtype()))  # (max_len, D/2)
-        self.emb_dropout = nn.Dropout(config.dropout)
+        self.emb_dropout = Dropout(config.dropout)
         self.emb_norm = nn.LayerNorm(D, eps=config.layer_norm_eps)
         self.blocks = nn.ModuleList(GRELABlock(config) for _ in range(config.num_layers))
         # the reference's init (models/base.py recbole_init): the padding row is drawn too and

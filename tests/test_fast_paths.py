@@ -1,0 +1,230 @@
+"""The fast paths of issue 28 against their explicit references, in float64, values and gradients.
+
+  models/base.py      `Dropout` (geometric-gap mask draw)  vs  the Bernoulli(p) mask it stands for
+  models/recgrela.py  `rotate_pairs` (one complex product)  vs  `apply_rope` (the real formula)
+                      `rela_attention` (D x D head-block matmuls)  vs  the per-head einsums of 3672477
+                      recomputation with the gap dropout  vs  no recomputation (same masks replayed)
+  models/mamba4rec.py `selective_scan` (chunked, buffers)  vs  `selective_scan_ref` (the loop)
+
+Speed is measured by benchmarks/train_throughput.py, never asserted here.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import build_model
+from models.base import GAP_MAX_P, Dropout, dropped_positions, dropout
+from models.mamba4rec import selective_scan, selective_scan_ref
+from models.recgrela import (apply_rope, rela_attention, rope_angles, rotate_pairs,
+                             rotation_phasors, rotation_tables, rope_tables)
+
+torch.set_num_threads(1)
+
+
+# --- Dropout: the same distribution, a cheaper draw -----------------------------------------
+def test_dropout_is_the_identity_in_eval_and_at_p_zero():
+    x = torch.randn(4, 5, 6)
+    assert dropout(x, 0.1, training=False) is x
+    assert dropout(x, 0.0, training=True) is x
+    module = Dropout(0.1).eval()
+    assert module(x) is x
+
+
+@pytest.mark.parametrize("p", [0.05, 0.1, 0.2])
+def test_dropout_zeroes_a_bernoulli_share_and_scales_the_rest_like_F_dropout(p):
+    n = 400_000
+    x = torch.rand(n, dtype=torch.float64) + 0.5                     # never 0
+    torch.manual_seed(0)
+    y = dropout(x, p, training=True)
+    dropped = y == 0
+    scale = torch.ones((), dtype=torch.float64).div_(1 - p)           # F.dropout's 1 / (1 - p)
+    assert torch.equal(y[~dropped], x[~dropped] * scale)
+    # the dropped share is Binomial(n, p) / n: within 6 standard deviations
+    sd = math.sqrt(p * (1 - p) / n)
+    assert abs(dropped.double().mean().item() - p) < 6 * sd
+    # the same share in every tenth of the tensor (no drift along the flat index), and
+    # neighbours independent: P(both of a pair dropped) = p^2
+    for part in dropped.chunk(10):
+        assert abs(part.double().mean().item() - p) < 6 * math.sqrt(p * (1 - p) / len(part))
+    both = (dropped[:-1] & dropped[1:]).double().mean().item()
+    assert abs(both - p * p) < 6 * math.sqrt(p * p * (1 - p * p) / n)
+
+
+def test_dropout_runs_of_kept_elements_are_geometric():
+    """Gaps between dropped elements are Geometric(p): P(gap = 1) = p, P(gap = 2) = p (1 - p)."""
+    p = 0.1
+    pos = dropped_positions(1_000_000, p)
+    gaps = pos[1:] - pos[:-1]
+    m = len(gaps)
+    for g, prob in ((1, p), (2, p * (1 - p)), (10, p * (1 - p) ** 9)):
+        share = (gaps == g).double().mean().item()
+        assert abs(share - prob) < 6 * math.sqrt(prob * (1 - prob) / m), g
+
+
+def test_every_position_of_a_short_tensor_is_dropped_with_probability_p():
+    """The window's first and last elements too (the ends of the gap process), over 4,000 draws."""
+    p, n, draws = 0.2, 5, 4000
+    torch.manual_seed(0)
+    counts = torch.zeros(n)
+    for _ in range(draws):
+        counts[dropped_positions(n, p)] += 1
+    sd = math.sqrt(p * (1 - p) / draws)
+    assert ((counts / draws - p).abs() < 5 * sd).all(), counts / draws
+
+
+def test_dropout_is_reproducible_under_manual_seed_and_changes_with_the_seed():
+    x = torch.randn(64, 50, 32)
+    torch.manual_seed(5)
+    a = dropout(x, 0.1, True)
+    torch.manual_seed(5)
+    b = dropout(x, 0.1, True)
+    torch.manual_seed(6)
+    c = dropout(x, 0.1, True)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_dropped_positions_are_sorted_distinct_in_range_even_when_blocks_run_short():
+    for n, p in ((1, 0.2), (7, 0.25), (1000, 0.01), (100_000, 0.2)):
+        torch.manual_seed(n)
+        pos = dropped_positions(n, p)
+        assert pos.dtype == torch.int64
+        assert bool((pos[1:] > pos[:-1]).all()) and (len(pos) == 0 or (0 <= pos[0] and pos[-1] < n))
+
+
+def test_dropout_gradient_is_the_same_mask_times_the_scale():
+    x = torch.randn(3, 40, 16, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 40, 16, dtype=torch.float64)
+    torch.manual_seed(1)
+    y = dropout(x, 0.2, training=True)
+    (y * g).sum().backward()
+    mask = (y != 0).double() / 0.8
+    torch.testing.assert_close(x.grad, g * mask, rtol=1e-15, atol=0)
+
+
+def test_dropout_above_the_gap_threshold_is_F_dropout_itself():
+    x = torch.randn(8, 9)
+    torch.manual_seed(3)
+    a = dropout(x, GAP_MAX_P + 0.1, True)
+    torch.manual_seed(3)
+    assert torch.equal(a, F.dropout(x, GAP_MAX_P + 0.1, True))
+
+
+# --- RecGRELA: RoPE in one pass, attention as head-block matmuls ------------------------------
+@pytest.mark.parametrize("L", [1, 7, 200])
+def test_rotate_pairs_equals_apply_rope_values_and_gradients(L):
+    g = torch.Generator().manual_seed(L)
+    x = torch.randn(3, L, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    angles = rope_angles(torch.arange(L), 16, 10000.0).requires_grad_()   # as "learnable"
+    w = torch.randn(3, L, 16, dtype=torch.float64, generator=g)
+    outs = []
+    for fast in (False, True):
+        cos, sin = rotation_tables(angles, torch.float64)
+        y = rotate_pairs(x, rotation_phasors(cos, sin)) if fast else apply_rope(x, cos, sin)
+        outs.append([y] + list(torch.autograd.grad((y * w).sum(), (x, angles))))
+    for slow, fast in zip(*outs):
+        torch.testing.assert_close(fast, slow, rtol=0, atol=1e-13)
+
+
+def rela_attention_3672477(q, k, v, cos, sin, num_heads, eps=1e-6):
+    """The non-causal attention as 3672477 computed it: per-head einsums on [B, L, H, hd]."""
+    B, L, D = q.shape
+    hd = D // num_heads
+    qr, kr = (apply_rope(q, cos, sin), apply_rope(k, cos, sin)) if cos is not None else (q, k)
+    qr, kr, vh = (t.reshape(B, L, num_heads, hd) for t in (qr, kr, v))
+    kv = torch.einsum("blhd,blhe->bhde", kr, vh) * (1.0 / L)
+    num = torch.einsum("blhd,bhde->blhe", qr, kv)
+    k_mean = k.mean(dim=1).view(B, 1, num_heads, hd)
+    den = (q.reshape(B, L, num_heads, hd) * k_mean).sum(-1, keepdim=True) + eps
+    return (num / den).reshape(B, L, D)
+
+
+@pytest.mark.parametrize("rope", [True, False])
+@pytest.mark.parametrize("L", [1, 5, 64, 65])
+def test_head_block_attention_equals_per_head_einsums_values_and_gradients(L, rope):
+    g = torch.Generator().manual_seed(L)
+    B, D, H = 2, 16, 4
+    q, k = (F.elu(torch.randn(B, L, D, dtype=torch.float64, generator=g)) + 1 for _ in range(2))
+    v = torch.randn(B, L, D, dtype=torch.float64, generator=g)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    cos, sin = rope_tables(torch.arange(L), D, 10000.0, torch.float64) if rope else (None, None)
+    w = torch.randn(B, L, D, dtype=torch.float64, generator=g)
+    outs = []
+    for fn in (lambda: rela_attention_3672477(q, k, v, cos, sin, H),
+               lambda: rela_attention(q, k, v, cos, sin, H, causal=False)):
+        y = fn()
+        outs.append([y] + list(torch.autograd.grad((y * w).sum(), (q, k, v))))
+    for slow, fast in zip(*outs):
+        torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+
+
+def test_recgrela_with_gap_dropout_recomputes_the_same_masks():
+    """recompute=True redraws the gap-dropout masks in backward from the replayed RNG state:
+    loss and every gradient equal those of recompute=False (dropout 0.1 < GAP_MAX_P)."""
+    grads = []
+    for recompute in (True, False):
+        torch.manual_seed(0)
+        model = build_model("recgrela", 13, hidden_size=8, num_heads=2, num_layers=2,
+                            dropout=0.1, drop_path=0.1, recompute=recompute).double().train()
+        seq = torch.randint(1, 13, (4, 9), generator=torch.Generator().manual_seed(1))
+        torch.manual_seed(7)
+        loss = model.calculate_loss(seq, torch.full((4,), 9), torch.tensor([3, 4, 5, 6]))
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in model.parameters()])
+    assert all(torch.allclose(a, b, atol=1e-13, rtol=0) for a, b in zip(*grads))
+
+
+def test_recgrela_bf16_autocast_runs_and_stays_close_to_fp32():
+    torch.manual_seed(0)
+    model = build_model("recgrela", 50).eval()
+    seq = torch.randint(1, 50, (4, 30), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model.full_sort_predict(seq, torch.full((4,), 30))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.full_sort_predict(seq, torch.full((4,), 30))
+    assert (low.float() - full).abs().max().item() < 0.05 * full.abs().max().item()
+
+
+def test_lrurec_bf16_autocast_runs_its_complex_scan_in_float32():
+    """No complex bf16 exists: under autocast the LRU's inputs are cast to float32 (3672477 failed
+    with 'Expected both inputs to be Half, Float or Double tensors')."""
+    torch.manual_seed(0)
+    model = build_model("lrurec", 50).eval()
+    seq = torch.randint(1, 50, (4, 30), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model.full_sort_predict(seq, torch.full((4,), 30))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.full_sort_predict(seq, torch.full((4,), 30))
+    assert (low.float() - full).abs().max().item() < 0.05 * full.abs().max().item()
+
+
+# --- Mamba's selective scan: chunked with buffers vs the per-position loop ---------------------
+def scan_inputs(batch, L, E, N, seed):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *shape: torch.randn(*shape, dtype=torch.float64, generator=g)
+    x = dict(u=r(batch, L, E), delta=r(batch, L, E) * 0.5, A=-torch.rand(E, N, dtype=torch.float64, generator=g) * 3,
+             B=r(batch, L, N), C=r(batch, L, N), D=r(E), z=r(batch, L, E), delta_bias=r(E) * 0.1)
+    return {k: v.requires_grad_() for k, v in x.items()}
+
+
+@pytest.mark.parametrize("L,chunk", [(1, 0), (5, 0), (17, 0), (17, 4), (40, 6), (40, 40)])
+def test_selective_scan_equals_the_loop_values_and_gradients(L, chunk):
+    """Lengths 17 and 40 are not multiples of chunk 4 / 6 (or of the automatic sqrt(L/3))."""
+    x = scan_inputs(2, L, 6, 4, seed=L)
+    w = torch.randn(2, L, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    outs = []
+    for fn in (lambda: selective_scan_ref(**x), lambda: selective_scan(**x, chunk_size=chunk)):
+        y = fn()
+        outs.append([y] + list(torch.autograd.grad((y * w).sum(), list(x.values()))))
+    for name, slow, fast in zip(["y"] + list(x), *outs):
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-11, msg=name)
+
+
+def test_selective_scan_of_bf16_inputs_is_computed_in_float32_like_the_reference():
+    x = {k: v.detach().float().to(torch.bfloat16) if k in ("u", "delta", "B", "C", "z") else v.detach().float()
+         for k, v in scan_inputs(2, 12, 6, 4, seed=3).items()}
+    got = selective_scan(**x, chunk_size=5)
+    want = selective_scan_ref(**x)
+    assert got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
