@@ -7,6 +7,9 @@ Helper modules beside the tests (imported by name; pytest puts this folder on sy
     reference_code.py   import a file of the authors' checkout with stand-ins
     recbole_reference.py  RecBole's own preprocessing, for the protocol tests
 
+Fixtures:
+    copy_workflow       a function: copy what a workflow run needs into a folder (a user's clone)
+
 Markers that skip, with the reason, where a machine lacks what a test needs (a user's clone
 has no ../shared beside it; CI has it):
     real_data       the ML-100K file of the data mirror ($RECBENCH_DATA_MIRROR, else ../shared/data)
@@ -16,6 +19,7 @@ has no ../shared beside it; CI has it):
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,3 +50,26 @@ def pytest_collection_modifyitems(config, items):
         for marker, reason in reasons.items():
             if reason and item.get_closest_marker(marker):
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+WORKFLOW_FILES = ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]
+
+
+def _copy_workflow(workdir: Path) -> Path:
+    """The workflow's own files in `workdir`, as a user's clone has them: the Snakefile, rules,
+    config, scripts, profiles, the environment, the paper's numbers and the captions."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
+    (workdir / "reports").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", workdir / "reports")
+    shutil.copytree(ROOT / "reports" / "captions", workdir / "reports" / "captions")
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def copy_workflow():
+    """`copy_workflow(folder) -> folder`: the workflow's files copied there (module fixtures
+    of the workflow tests build their clone with it)."""
+    return _copy_workflow

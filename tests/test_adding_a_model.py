@@ -190,9 +190,8 @@ def guide_files() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def rule_baseline(tmp_path_factory):
+def rule_baseline(tmp_path_factory, copy_workflow):
     """A copy of the project with the guide's rule-baseline added, step by step, and run."""
-    import shutil
     import subprocess
     import sys
 
@@ -200,12 +199,7 @@ def rule_baseline(tmp_path_factory):
     assert set(files) == {"my_config.yaml", "rules/itemknn.smk", "Snakefile",
                           "scripts/itemknn.py"}
     work = tmp_path_factory.mktemp("project")
-    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
-    (work / "reports").mkdir()
-    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", work / "reports")
-    shutil.copytree(ROOT / "reports" / "captions", work / "reports" / "captions")
+    copy_workflow(work)
     # step 2 and 4: the rule file and its script; step 3: the include, after the others
     (work / "rules" / "itemknn.smk").write_text(files["rules/itemknn.smk"])
     (work / "scripts" / "itemknn.py").write_text(files["scripts/itemknn.py"])

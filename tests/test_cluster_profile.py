@@ -4,7 +4,6 @@ retry raises only memory and runtime; and a train job killed under the profile's
 (retries, rerun-incomplete; run with the local executor) resumes from its checkpoint."""
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,13 +24,9 @@ TINY = ROOT / "tests" / "workflow" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
+def clone(tmp_path_factory, copy_workflow) -> Path:
     workdir = tmp_path_factory.mktemp("cluster")
-    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
-    (workdir / "reports").mkdir()
-    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", workdir / "reports")
+    copy_workflow(workdir)
     return workdir
 
 

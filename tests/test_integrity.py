@@ -69,14 +69,9 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
+def finished(tmp_path_factory, copy_workflow) -> Path:
     workdir = tmp_path_factory.mktemp("integrity")
-    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
-    (workdir / "reports").mkdir()
-    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", workdir / "reports")
-    shutil.copytree(ROOT / "reports" / "captions", workdir / "reports" / "captions")
+    copy_workflow(workdir)
     write_synthetic(workdir / "mirror" / "tiny" / "tiny.inter", **SYNTHETIC)
     done = snakemake(workdir)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -5,7 +5,6 @@ budget; two worker processes on one study use the budget exactly; the per-epoch 
 config mistakes fail `snakemake -n` naming the key; a tuned run trains with the best options."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -258,13 +257,9 @@ def test_bad_search_space_is_refused_naming_the_key(space, message):
 # --- the workflow ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
+def clone(tmp_path_factory, copy_workflow) -> Path:
     workdir = tmp_path_factory.mktemp("clone")
-    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
-    shutil.copytree(ROOT / "reports", workdir / "reports",
-                    ignore=shutil.ignore_patterns("figures", "tables", "measured", "efficiency"))
+    copy_workflow(workdir)
     return workdir
 
 

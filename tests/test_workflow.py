@@ -1,7 +1,6 @@
 """The whole Snakemake DAG on a tiny config, run in a copy of the repository (as a user's clone):
 it runs, a rerun has nothing to do, and bad configs fail before any job with the key named."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +18,9 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
+def clone(tmp_path_factory, copy_workflow) -> Path:
     workdir = tmp_path_factory.mktemp("clone")
-    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
-    (workdir / "reports").mkdir()
-    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", workdir / "reports")
-    shutil.copytree(ROOT / "reports" / "captions", workdir / "reports" / "captions")
+    copy_workflow(workdir)
     return workdir
 
 

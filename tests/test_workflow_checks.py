@@ -2,7 +2,6 @@
 a config mistake in one or two lines naming the key and the nearest valid one; an external
 model's `rule:` checked against the workflow's rules; external models declared in a user's
 config. (tests/test_workflow.py runs the whole DAG.)"""
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +18,9 @@ SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Path:
+def clone(tmp_path_factory, copy_workflow) -> Path:
     workdir = tmp_path_factory.mktemp("clone")
-    for name in ["Snakefile", "rules", "config", "scripts", "profiles", "environment.yml"]:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, workdir / name)
-    (workdir / "reports").mkdir()
-    shutil.copy(ROOT / "reports" / "paper_numbers.yaml", workdir / "reports")
-    shutil.copytree(ROOT / "reports" / "captions", workdir / "reports" / "captions")
+    copy_workflow(workdir)
     return workdir
 
 
