@@ -169,6 +169,21 @@ def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
     assert ha["loss"].tolist() != hc["loss"].tolist()
 
 
+def test_training_on_cpu_flushes_subnormal_floats(tmp_path):
+    """A run sets the CPU to treat subnormals as zero (recbench/runtime.py flush_subnormals: they
+    slowed Mamba-family steps 2-3x); 1e-30 * 1e-10 is a subnormal float32 otherwise."""
+    def product():
+        return (torch.tensor([1e-30]) * torch.tensor([1e-10])).item()
+
+    torch.set_flush_denormal(False)
+    try:
+        assert product() > 0                                       # a subnormal, kept
+        run(toy_data(), tmp_path, cfg=FAST | {"epochs": 1})
+        assert product() == 0.0                                    # flushed after a run
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_sequence_mode_trains_and_refuses_non_causal_models(tmp_path):
     res = run(toy_data(), tmp_path / "seq", cfg={**FAST, "mode": "sequence"})
     assert res["n_train_examples"] == 40                  # one window per user here
