@@ -199,13 +199,17 @@ def scan_inputs(batch, L, E, N, seed):
     return {k: v.requires_grad_() for k, v in x.items()}
 
 
-@pytest.mark.parametrize("L,chunk", [(1, 0), (5, 0), (17, 0), (17, 4), (40, 6), (40, 40)])
-def test_selective_scan_equals_the_loop_values_and_gradients(L, chunk):
-    """Lengths 17 and 40 are not multiples of chunk 4 / 6 (or of the automatic sqrt(L/3))."""
-    x = scan_inputs(2, L, 6, 4, seed=L)
-    w = torch.randn(2, L, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+@pytest.mark.parametrize("batch,L,chunk,group", [
+    (2, 1, 0, 0), (2, 5, 0, 0), (2, 17, 0, 0), (2, 17, 4, 0), (2, 40, 6, 0), (2, 40, 40, 0),
+    (5, 17, 4, 2), (5, 17, 0, 1), (5, 40, 6, 3)])
+def test_selective_scan_equals_the_loop_values_and_gradients(batch, L, chunk, group):
+    """Lengths 17 and 40 are not multiples of chunk 4 / 6 (or of the automatic sqrt(L/3)); 5
+    users in groups of 2 (2 + 2 + 1), 1 and 3 (3 + 2); group 0 is the automatic size."""
+    x = scan_inputs(batch, L, 6, 4, seed=L)
+    w = torch.randn(batch, L, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     outs = []
-    for fn in (lambda: selective_scan_ref(**x), lambda: selective_scan(**x, chunk_size=chunk)):
+    for fn in (lambda: selective_scan_ref(**x),
+               lambda: selective_scan(**x, chunk_size=chunk, group_size=group)):
         y = fn()
         outs.append([y] + list(torch.autograd.grad((y * w).sum(), list(x.values()))))
     for name, slow, fast in zip(["y"] + list(x), *outs):
