@@ -72,17 +72,20 @@ Named options (docs/fidelity.md lists text-vs-code for each; the ablations are t
   local_shortcut  False: no rank augmentation branch (its conv parameters are not created).
   gate            False ("w/ V, w/o SiGLU"): Y = W_o(RELA + A) (act_proj not created).
   drop_path       0.0: "w/o DropPath".
-  recompute       True (default): each block keeps only its input and recomputes the rest in
-                  backward (torch.utils.checkpoint; the RNG state is replayed for dropout, so
-                  values and gradients are identical: tested). On CPU, the batch goes through a
-                  block in groups of whole users of at most `recompute_tokens` positions, so
-                  that each group's intermediates are made and consumed while they are in cache.
-                  Same maths: users never interact inside a block (tested against no
-                  recomputation). Only the dropout masks are drawn group by group. On a 2-core
-                  CPU at batch 256 this measured 2.3x faster than the reference at L=800
-                  (8.5 vs 19.2 s), with time linear in L (log-log slope 0.99), and 2-3x less
-                  peak memory (reports/efficiency/recgrela_cpu.csv).
-                  False: the reference's memory and speed (19.5 s at L=800 here).
+  recompute       False (default, as the reference): every activation is kept for backward.
+                  True: each block keeps only its input and recomputes the rest in backward
+                  (torch.utils.checkpoint; the RNG state is replayed for dropout, so values
+                  and gradients are identical: tested). On CPU, the batch goes through a block
+                  in groups of whole users of at most `recompute_tokens` positions, so that each
+                  group's intermediates are made and consumed while they are in cache, and the
+                  peak holds one group's. Same maths: users never interact inside a block
+                  (tested against no recomputation); only the dropout masks are drawn group by
+                  group. It costs time and saves memory: on the 2-core Xeon (batch 256, one
+                  thread, with the engine's CPU settings of recbench/runtime.py) a step took
+                  2.0 s without and 2.8 s with it at max_len 200, 8.1 s and 11.1 s at max_len
+                  800. It was the default until the engine stopped glibc's malloc from mapping
+                  and faulting in every large activation afresh at each step: without that
+                  setting, no recomputation took 20.7 s at max_len 800.
 tests/test_recgrela.py checks the default against the reference file itself (same weights,
 same outputs to fp32 rounding) when that checkout is present, and every variant against a
 slow float64 loop reference.
@@ -141,7 +144,7 @@ class Config:
     local_shortcut: bool = True    # rank augmentation branch
     gate: bool = True              # Gated Rank Selector
     chunk_size: int = 64           # causal variant: positions per chunk
-    recompute: bool = True         # activation recomputation in backward (memory, not maths)
+    recompute: bool = False        # activation recomputation in backward (memory, not maths)
     recompute_tokens: int = 4096   # CPU: recompute groups of whole users of <= this many positions
     fast_kernels: bool = True      # use causal_conv1d_fn on CUDA when installed
 

@@ -56,7 +56,7 @@ from recbench.data.sampling import read_negatives
 from recbench.evaluation.metrics import metrics_from_ranks, sampled_target_ranks, target_ranks
 from recbench.io import atomic_path
 from recbench.runtime import (flush_subnormals, git_commit, is_out_of_memory, peak_memory_mb,
-                              torch_device)
+                              reuse_freed_memory, torch_device)
 from recbench.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -244,7 +244,8 @@ class _Run:
         self.max_len, self.seed = identity["max_len"], identity["seed"]
         self.group = current()
         self.device = self.group.device(torch_device(cfg.device))
-        flush_subnormals()             # CPU steps many times faster; see recbench/runtime.py
+        flush_subnormals()             # CPU steps several times faster: recbench/runtime.py
+        reuse_freed_memory()
         self.train_resolved = {**dataclasses.asdict(cfg), "topk": list(cfg.topk)}
         self.model_config = None       # known once the model is built
         self.compile_seconds = 0.0     # train.compile: the compilation, outside every epoch
