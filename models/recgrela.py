@@ -252,7 +252,9 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
         # den[b, i, h] = sum_{d in head h} q[b, i, d] k_mean[b, d] = Q_i . mean_j K_j per head
         in_head = (head[:, None] == torch.arange(num_heads, device=q.device)).to(q.dtype)  # (D, H)
         den = torch.bmm(q, k_mean[:, :, None] * in_head).add_(eps)     # (B, L, H)
-        return (num.view(B, L, num_heads, hd) / den[..., None]).view(B, L, D)
+        # times 1 / den: a (B, L, H) reciprocal, then a product, whose backward is two products
+        # where a division's is a division, a square and a product over the (B, L, D) tensor
+        return (num.view(B, L, num_heads, hd) * den.reciprocal()[..., None]).view(B, L, D)
 
     # causal: sums over the prefix j <= i, both divided by the prefix length i + 1
     qr, kr, vh = (t.view(B, L, num_heads, hd) for t in (qr, kr, v))    # (B, L, H, hd)
@@ -337,9 +339,9 @@ class RELA(nn.Module):
         k = w.shape[1]
         L = v.shape[1]
         vp = F.pad(v, (0, 0, k - 1, 0))                                # (B, L + k - 1, D)
-        out = vp[:, k - 1:] * w[:, k - 1] + b                           # newest tap: input t
-        for i in range(k - 1):
-            out = out + vp[:, i:i + L] * w[:, i]                        # input t - (k - 1) + i
+        out = torch.addcmul(b, vp[:, k - 1:], w[:, k - 1])              # newest tap: input t
+        for i in range(k - 1):   # one fused multiply-add pass per tap
+            out = torch.addcmul(out, vp[:, i:i + L], w[:, i])           # input t - (k - 1) + i
         return F.silu(out)                                              # (B, L, D)
 
 
