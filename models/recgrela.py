@@ -102,6 +102,9 @@ gradients):
   * attention: all heads as (D x D) block-diagonal matmuls on the [B, L, D] tensors instead of
     per-head einsums, which copied Q, K, V into a heads-first layout and back.
   * bf16 autocast: the local shortcut runs in the values' dtype (no promotion at every tap).
+  * the local shortcut's taps are fused multiply-adds (one pass per tap, not a product and a
+    sum), and the attention output is multiplied by the normaliser's reciprocal (a division's
+    backward makes three passes over [B, L, D]).
 """
 from __future__ import annotations
 
