@@ -582,14 +582,15 @@ PRECISION_TRAIN = {"epochs": 2, "stopping_step": 5, "batch_size": 16, "eval_batc
 
 
 def test_bf16_autocast_trains_in_bfloat16_and_says_so(tmp_path, monkeypatch):
-    """bf16: the model's matmuls run in bfloat16 (seen inside forward), the result is recorded,
-    and the loss stays finite; fp32 runs see float32."""
+    """bf16: the model's matmuls run in bfloat16 in training (seen inside forward) and in
+    float32 in evaluation (bf16 scores tie), the result is recorded, and the loss stays finite;
+    fp32 runs see float32 throughout."""
     seen = []
     real = toy_models.ToyCausal.forward
 
     def spy(self, item_seq, seq_len):
         hidden = real(self, item_seq, seq_len)
-        seen.append(hidden.dtype)
+        seen.append(("train" if self.training else "eval", hidden.dtype))
         return hidden
 
     monkeypatch.setattr(toy_models.ToyCausal, "forward", spy)
@@ -599,7 +600,8 @@ def test_bf16_autocast_trains_in_bfloat16_and_says_so(tmp_path, monkeypatch):
         runs[precision] = run_training(toy_data(), tmp_path / precision, "toy_causal", {},
                                        PRECISION_TRAIN | {"precision": precision},
                                        dataset="toy", max_len=8, seed=3)
-        assert set(seen) == {torch.float32 if precision == "fp32" else torch.bfloat16}
+        trained = torch.float32 if precision == "fp32" else torch.bfloat16
+        assert set(seen) == {("train", trained), ("eval", torch.float32)}
     for precision, result in runs.items():
         assert result["status"] == "ok" and result["config"]["train"]["precision"] == precision
         assert np.isfinite(pd.read_csv(tmp_path / precision / "history.csv")["loss"]).all()
