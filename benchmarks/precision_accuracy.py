@@ -11,7 +11,8 @@ finished (`--table-only`).
 The table: mean test NDCG@10 over the seeds both precisions finished, their difference, and a
 two-sided Wilcoxon signed-rank test over the test users of each user's NDCG@10 averaged over
 those seeds (recbench.evaluation.significance, the test of the paper tables). A model is "fit
-for bf16" at this budget when p > 0.05.
+for bf16" at this budget when p > 0.05. Both precisions rank in float32 (the engine's
+`evaluate`), so the table compares training arithmetic only.
 
     RECBENCH_DATA_MIRROR=../shared/data snakemake --cores 2 --configfile config/ml100k.yaml \
         data/processed/ml-100k/sequences.parquet            # the processed dataset, once
@@ -29,6 +30,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from models import model_class
 from recbench.evaluation.significance import compare_to, per_user_values
 from recbench.runtime import git_commit
 from recbench.training.engine import train_and_evaluate
@@ -73,7 +75,7 @@ def table(a, runs: Path) -> pd.DataFrame:
         test = compare_to(per_user_values(ranks, METRIC), reference="fp32", metric=METRIC).iloc[0]
         mean = {p: sum(m["test"][METRIC] for m in metrics[p]) / len(seeds) for p in PRECISIONS}
         rows.append({
-            "model": model, "seeds": len(seeds),
+            "model": model, "seeds": len(seeds), "learned": model_class(model).learned,
             "ndcg10_fp32": mean["fp32"], "ndcg10_bf16": mean["bf16"],
             "change_pct": 100 * (mean["bf16"] - mean["fp32"]) / mean["fp32"],
             "p_value": test["p_value"], "n_users": int(test["n_users"]),
@@ -92,13 +94,14 @@ def markdown(a, frame: pd.DataFrame) -> str:
         if not r["seeds"]:
             lines.append(f"| {r['model']} | 0 | not run | not run | | | | | |")
             continue
-        fit = "yes" if r["p_value"] > 0.05 else "no"
+        fit = ("yes" if r["p_value"] > 0.05 else "no") if r["learned"] else "(not learned)"
         lines.append(f"| {r['model']} | {r['seeds']} | {r['ndcg10_fp32']:.4f} | "
                      f"{r['ndcg10_bf16']:.4f} | {r['change_pct']:+.1f}% | {r['p_value']:.3g} | "
                      f"{fit} | {r['s_per_epoch_fp32']:.0f} | {r['s_per_epoch_bf16']:.0f} |")
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
                 if line.startswith("model name")), platform.processor())
-    flags = open("/proc/cpuinfo").read()
+    flags = cpuinfo
     isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags)
     head = [f"> {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit "
             f"{(git_commit() or '?')[:7]}, {cpu} ({isa or 'no AVX-512'}), torch {torch.__version__}, "

@@ -55,8 +55,14 @@ from recbench.data.batching import Batches, SequenceData, load_sequence_data, ma
 from recbench.data.sampling import read_negatives
 from recbench.evaluation.metrics import metrics_from_ranks, sampled_target_ranks, target_ranks
 from recbench.io import atomic_path
-from recbench.runtime import (flush_subnormals, git_commit, is_out_of_memory, peak_memory_mb,
-                              reuse_freed_memory, torch_device)
+from recbench.runtime import (
+    flush_subnormals,
+    git_commit,
+    is_out_of_memory,
+    peak_memory_mb,
+    reuse_freed_memory,
+    torch_device,
+)
 from recbench.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
