@@ -75,17 +75,16 @@ Named options (docs/fidelity.md lists text-vs-code for each; the ablations are t
   recompute       False (default, as the reference): every activation is kept for backward.
                   True: each block keeps only its input and recomputes the rest in backward
                   (torch.utils.checkpoint; the RNG state is replayed for dropout, so values
-                  and gradients are identical: tested). On CPU, the batch goes through a block
-                  in groups of whole users of at most `recompute_tokens` positions, so that each
-                  group's intermediates are made and consumed while they are in cache, and the
-                  peak holds one group's. Same maths: users never interact inside a block
-                  (tested against no recomputation); only the dropout masks are drawn group by
-                  group. It costs time and saves memory: on the 2-core Xeon (batch 256, one
-                  thread, with the engine's CPU settings of recbench/runtime.py) a step took
-                  2.0 s without and 2.8 s with it at max_len 200, 8.1 s and 11.1 s at max_len
-                  800. It was the default until the engine stopped glibc's malloc from mapping
-                  and faulting in every large activation afresh at each step: without that
-                  setting, no recomputation took 20.7 s at max_len 800.
+                  and gradients are identical: tested); the peak then holds one user group's
+                  intermediates (below). Memory, not maths: on the 2-core Xeon (batch 256, one
+                  thread) it cost 2.2 -> 3.0 s a step at max_len 200 and saved 2.4 -> 0.8 GB.
+  group_tokens    On CPU the batch goes through each block in groups of whole users of at most
+                  this many positions (4096; on a GPU the batch is one group). Users never
+                  interact inside a block, so the maths is the same (tested against one group);
+                  only the dropout masks are drawn group by group. Each group's intermediates
+                  are made and used while in cache, and every tensor stays under the 32 MB above
+                  which glibc's malloc maps fresh pages for it at every step: at max_len 800 a
+                  step took 11.8 s in groups against 15.5 s without (5.0 M page faults a step).
 tests/test_recgrela.py checks the default against the reference file itself (same weights,
 same outputs to fp32 rounding) when that checkout is present, and every variant against a
 slow float64 loop reference.
@@ -109,6 +108,7 @@ gradients):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +148,7 @@ class Config:
     gate: bool = True              # Gated Rank Selector
     chunk_size: int = 64           # causal variant: positions per chunk
     recompute: bool = False        # activation recomputation in backward (memory, not maths)
-    recompute_tokens: int = 4096   # CPU: recompute groups of whole users of <= this many positions
+    group_tokens: int = 4096       # CPU: users go through a block in groups of <= this many positions
     fast_kernels: bool = True      # use causal_conv1d_fn on CUDA when installed
 
     def __post_init__(self):
@@ -167,7 +167,7 @@ class Config:
             (self.num_layers >= 1, f"num_layers must be >= 1, got {self.num_layers}"),
             (self.conv_kernel >= 1, f"conv_kernel must be >= 1, got {self.conv_kernel}"),
             (self.chunk_size >= 1, f"chunk_size must be >= 1, got {self.chunk_size}"),
-            (self.recompute_tokens >= 1, f"recompute_tokens must be >= 1, got {self.recompute_tokens}"),
+            (self.group_tokens >= 1, f"group_tokens must be >= 1, got {self.group_tokens}"),
             (0 <= self.dropout < 1 and 0 <= self.drop_path < 1, "dropout and drop_path must be in [0, 1)"),
         ]
         for ok, message in checks:
@@ -388,17 +388,17 @@ class GRELABlock(nn.Module):
         return x + self.ffn(x)
 
     def forward(self, x, cos, sin):
-        if not (self.cfg.recompute and torch.is_grad_enabled()):
-            return self.block(x, cos, sin)
-        # Keep only the block's input; recompute the rest in backward (RNG replayed for dropout).
-        # Users never interact inside a block, so on CPU the batch is cut into groups of whole
-        # users of at most `recompute_tokens` positions: each group's intermediates are made and
-        # used while still in the CPU cache, and the peak holds one group's, not the batch's.
-        # On a GPU, groups would only add kernel launches: the batch is one group there.
-        # cos / sin are the same for every user ([L, D]), so each group gets them whole.
-        users = x.size(0) if x.is_cuda else max(1, self.cfg.recompute_tokens // x.size(1))
-        return torch.cat([checkpoint(self.block, group, cos, sin, use_reentrant=False)
-                          for group in x.split(users)])
+        # Users never interact inside a block, so on CPU the batch goes through it in groups of
+        # whole users of at most `group_tokens` positions (see the module docstring); on a GPU
+        # groups would only add kernel launches. With `recompute`, a group keeps only its input
+        # and is recomputed in backward (RNG replayed for dropout). cos / sin are the same for
+        # every user ([L, D]), so each group gets them whole.
+        recompute = self.cfg.recompute and torch.is_grad_enabled()
+        run = partial(checkpoint, self.block, use_reentrant=False) if recompute else self.block
+        users = x.size(0) if x.is_cuda else max(1, self.cfg.group_tokens // x.size(1))
+        if users >= x.size(0):
+            return run(x, cos, sin)
+        return torch.cat([run(group, cos, sin) for group in x.split(users)])
 
     # --- streaming (causal variant only) ---
     def step(self, x, st: dict, cos, sin):

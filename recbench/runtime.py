@@ -7,24 +7,18 @@
     peak_memory_mb(device) the process's peak memory and what was measured
     git_commit()           the commit of the checkout this code runs from (None outside git)
     flush_subnormals()     CPU arithmetic on subnormal floats at full speed (they become 0)
-    reuse_freed_memory()   freed tensors' memory kept for the next step (no page faults)
 
 Only torch and the standard library: the RecBole environment imports it too
 (recbench/external/recbole_run.py).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import re
 import resource
 import subprocess
 from pathlib import Path
 
 import torch
-
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 # the CPU allocator's and NumPy's words for a failed allocation; CUDA's have their own type
 _ALLOCATION_FAILED = re.compile(r"(can't|cannot|could not|unable to|tried to) allocate|out of memory",
@@ -83,22 +77,3 @@ def flush_subnormals() -> bool:
     no such mode (then nothing changes)."""
     return torch.set_flush_denormal(True)
 
-
-def reuse_freed_memory() -> bool:
-    """Keep the memory of freed CPU tensors in this process for the next allocation.
-
-    glibc's malloc serves every block over 32 MB (batch 256 x max_len 200 x width 256 floats is
-    52 MB) with a fresh mmap and unmaps it on free, so each training step page-faults all its
-    large activations in again and the kernel zeroes them: on the 2-core Xeon, one RecGRELA step
-    without recomputation at max_len 800 (batch 256, one thread) took 20.7 s with it and 8.1 s
-    with this set; SASRec at max_len 200, 2.65 -> 1.75 s. Sets mallopt(M_MMAP_MAX, 0) (blocks
-    come from the heap) and M_TRIM_THRESHOLD to 2 GB (a freed top of the heap stays): the
-    process keeps its peak resident memory until it exits, which a training process reaches
-    again at every step anyway. Returns False where the C library is not glibc (nothing is
-    changed there)."""
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):    # not glibc (macOS, musl without mallopt)
-        return False
-    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

@@ -184,36 +184,6 @@ def test_training_on_cpu_flushes_subnormal_floats(tmp_path):
         torch.set_flush_denormal(False)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
-def test_training_on_cpu_keeps_freed_memory_for_the_next_step(tmp_path):
-    """After a run, a 64 MB tensor freed and allocated again is served from memory the process
-    holds (no page faults); glibc's default maps every block over 32 MB afresh and faults each
-    of its pages in again (recbench/runtime.py reuse_freed_memory)."""
-    import ctypes
-    import resource
-
-    mallopt = ctypes.CDLL(None).mallopt
-
-    def glibc_defaults():                     # other tests' runs have set the process already
-        mallopt(-4, 65536)                    # M_MMAP_MAX
-        mallopt(-1, 128 * 1024)               # M_TRIM_THRESHOLD
-
-    def faults_of_a_fresh_64mb_tensor():
-        for _ in range(3):                 # allocated, touched, freed: as steps repeat
-            torch.ones(16 * 2**20)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        torch.ones(16 * 2**20)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    glibc_defaults()
-    try:
-        assert faults_of_a_fresh_64mb_tensor() > 10_000          # 16,384 pages of 4 kB
-        run(toy_data(), tmp_path, cfg=FAST | {"epochs": 1})
-        assert faults_of_a_fresh_64mb_tensor() < 100
-    finally:
-        glibc_defaults()
-
-
 def test_sequence_mode_trains_and_refuses_non_causal_models(tmp_path):
     res = run(toy_data(), tmp_path / "seq", cfg={**FAST, "mode": "sequence"})
     assert res["n_train_examples"] == 40                  # one window per user here

@@ -479,10 +479,10 @@ def test_recompute_gives_identical_gradients(causal):
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("num_layers", [2, 1])
-def test_recompute_in_groups_of_users_gives_the_same_gradients(causal, num_layers):
-    """Recomputing one user at a time (recompute_tokens = L) equals the whole batch at once and
-    no recomputation: users never interact inside a block. Dropout off, since the masks are
-    drawn group by group."""
+def test_groups_of_users_and_recompute_give_the_same_gradients(causal, num_layers):
+    """One user at a time (group_tokens = L) or three, with and without recomputation, equals
+    the whole batch at once without it: users never interact inside a block. Dropout off,
+    since the masks are drawn group by group."""
     g = torch.Generator().manual_seed(5)
     seq = torch.randint(1, 13, (5, 7), generator=g)
     seq_len = torch.tensor([7, 4, 7, 2, 6])
@@ -490,7 +490,9 @@ def test_recompute_in_groups_of_users_gives_the_same_gradients(causal, num_layer
         seq[row, n:] = 0
     target = torch.tensor([3, 4, 5, 6, 7])
     grads = []
-    for settings in ({"recompute_tokens": 7}, {"recompute_tokens": 3 * 7}, {"recompute": False}):
+    for settings in ({"group_tokens": 10**9, "recompute": False}, {"group_tokens": 7},
+                     {"group_tokens": 3 * 7}, {"group_tokens": 7, "recompute": True},
+                     {"group_tokens": 3 * 7, "recompute": True}, {"recompute": True}):
         model = tiny(causal=causal, num_layers=num_layers, dropout=0.0, drop_path=0.0,
                      **settings).train()
         loss = model.calculate_loss(seq, seq_len, target)
