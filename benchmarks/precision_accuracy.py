@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 from pathlib import Path
 
 import pandas as pd
@@ -34,6 +33,7 @@ from models import model_class
 from recbench.evaluation.significance import compare_to, per_user_values
 from recbench.runtime import git_commit
 from recbench.training.engine import train_and_evaluate
+from train_throughput import machine   # the CPU line of the step-time benchmark (same folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ["popularity", "gru4rec", "sasrec", "bert4rec", "linrec", "lrurec", "mamba4rec",
@@ -61,17 +61,15 @@ def train(a, runs: Path) -> None:
 def table(a, runs: Path) -> pd.DataFrame:
     rows = []
     for model in a.models:
-        finished = {p: {s: run_dir(runs, model, p, s) for s in a.seeds
-                        if (run_dir(runs, model, p, s) / "metrics.json").exists()}
-                    for p in PRECISIONS}
-        seeds = sorted(set(finished["fp32"]) & set(finished["bf16"]))
+        seeds = [s for s in a.seeds if all((run_dir(runs, model, p, s) / "metrics.json").exists()
+                                           for p in PRECISIONS)]
         if not seeds:
             rows.append({"model": model, "seeds": 0})
             continue
-        metrics = {p: [json.loads((finished[p][s] / "metrics.json").read_text()) for s in seeds]
-                   for p in PRECISIONS}
-        ranks = {p: [pd.read_parquet(finished[p][s] / "test_ranks.parquet") for s in seeds]
-                 for p in PRECISIONS}
+        metrics = {p: [json.loads((run_dir(runs, model, p, s) / "metrics.json").read_text())
+                       for s in seeds] for p in PRECISIONS}
+        ranks = {p: [pd.read_parquet(run_dir(runs, model, p, s) / "test_ranks.parquet")
+                     for s in seeds] for p in PRECISIONS}
         test = compare_to(per_user_values(ranks, METRIC), reference="fp32", metric=METRIC).iloc[0]
         mean = {p: sum(m["test"][METRIC] for m in metrics[p]) / len(seeds) for p in PRECISIONS}
         rows.append({
@@ -98,11 +96,9 @@ def markdown(a, frame: pd.DataFrame) -> str:
         lines.append(f"| {r['model']} | {r['seeds']} | {r['ndcg10_fp32']:.4f} | "
                      f"{r['ndcg10_bf16']:.4f} | {r['change_pct']:+.1f}% | {r['p_value']:.3g} | "
                      f"{fit} | {r['s_per_epoch_fp32']:.0f} | {r['s_per_epoch_bf16']:.0f} |")
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                if line.startswith("model name")), platform.processor())
-    flags = cpuinfo
-    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags)
+    m = machine()
+    cpu = m["cpu"]
+    isa = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if m[f])
     head = [f"> {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit "
             f"{(git_commit() or '?')[:7]}, {cpu} ({isa or 'no AVX-512'}), torch {torch.__version__}, "
             f"{torch.get_num_threads()} thread(s) per run.",
