@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models import cpu_scan
 from models.base import FeedForward, SequentialRecommender, recbole_init_except
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
@@ -83,7 +84,7 @@ class Config:
     expand: int = 2              # E = expand * hidden_size
     init: str = "reference"      # reference (RecBole re-init of the blocks) | mamba_ssm
     chunk_size: int = 0          # pure-PyTorch scan: positions per recomputed chunk (0 = auto)
-    use_kernels: bool = True     # use mamba_ssm / causal_conv1d kernels when on CUDA and installed
+    use_kernels: bool = True     # mamba_ssm / causal_conv1d kernels on CUDA when installed; the compiled scan on CPU
 
 
 def selective_scan_ref(u, delta, A, B, C, D, z=None, delta_bias=None):
@@ -211,7 +212,7 @@ SCAN_GROUP_POSITIONS = 512
 
 
 def selective_scan(u, delta, A, B, C, D, z=None, delta_bias=None, chunk_size: int = 0,
-                   group_size: int = 0):
+                   group_size: int = 0, compiled: bool = False):
     """Mamba's selective scan (the maths of mamba_ssm `selective_scan_ref` with
     delta_softplus=True), channel-last, in pure PyTorch.
 
@@ -223,7 +224,8 @@ def selective_scan(u, delta, A, B, C, D, z=None, delta_bias=None, chunk_size: in
     interact, so they are scanned in groups of group_size (0: SCAN_GROUP_POSITIONS // c
     users on a CPU, the whole batch on a GPU). Low-precision inputs (bf16 / fp16 autocast)
     are scanned in float32 and y is returned in u's dtype, as `selective_scan_ref` (and
-    mamba_ssm's kernel) do.
+    mamba_ssm's kernel) do. compiled=True runs the scan itself through the compiled CPU kernel
+    of models/cpu_scan.py instead (one user's state in cache; chunk_size and group_size unused).
     """
     if chunk_size <= 0:
         chunk_size = max(1, round(math.sqrt(u.size(1) / 3)))
@@ -235,11 +237,14 @@ def selective_scan(u, delta, A, B, C, D, z=None, delta_bias=None, chunk_size: in
     if delta_bias is not None:
         delta = delta + delta_bias.to(dtype)
     delta = F.softplus(delta)                                           # (batch, L, E), Delta > 0
-    time_major = lambda t: t.transpose(0, 1).contiguous()               # (L, users, .)
-    y = torch.cat([_SelectiveScan.apply(time_major(d), time_major(x), A, time_major(b),
-                                        time_major(c), chunk_size).transpose(0, 1)
-                   for d, x, b, c in zip(delta.split(group_size), u.split(group_size),
-                                         B.split(group_size), C.split(group_size))])  # (batch, L, E)
+    if compiled:
+        y = cpu_scan.CompiledScan.apply(*(t.contiguous() for t in (delta, u, A, B, C)))
+    else:
+        time_major = lambda t: t.transpose(0, 1).contiguous()           # (L, users, .)
+        y = torch.cat([_SelectiveScan.apply(time_major(d), time_major(x), A, time_major(b),
+                                            time_major(c), chunk_size).transpose(0, 1)
+                       for d, x, b, c in zip(delta.split(group_size), u.split(group_size),
+                                             B.split(group_size), C.split(group_size))])
     y = y + u * D
     y = y if z is None else y * F.silu(z.to(dtype))
     return y.to(dtype_in)
@@ -299,8 +304,10 @@ class MambaBlock(nn.Module):
                 z=z.transpose(1, 2).contiguous(), delta_bias=self.dt_proj.bias.float(),
                 delta_softplus=True).transpose(1, 2)                    # (batch, L, E)
         else:
+            compiled = (self.use_kernels and not x.is_cuda
+                        and cpu_scan.available(torch.float64 if x.dtype == torch.float64 else torch.float32))
             y = selective_scan(x, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias,
-                               chunk_size=self.chunk_size)              # (batch, L, E)
+                               chunk_size=self.chunk_size, compiled=compiled)  # (batch, L, E)
         return self.out_proj(y)                                         # (batch, L, d_model)
 
 

@@ -5,6 +5,7 @@
                       `rela_attention` (D x D head-block matmuls)  vs  the per-head einsums of 3672477
                       recomputation with the gap dropout  vs  no recomputation (same masks replayed)
   models/mamba4rec.py `selective_scan` (chunked, buffers)  vs  `selective_scan_ref` (the loop)
+  models/cpu_scan.py  the compiled CPU scan (C, one user at a time)  vs  `selective_scan_ref`
 
 Speed is measured by benchmarks/train_throughput.py, never asserted here.
 """
@@ -16,7 +17,8 @@ import torch.nn.functional as F
 
 from models import build_model
 from models.base import GAP_MAX_P, Dropout, dropped_positions, dropout
-from models.mamba4rec import selective_scan, selective_scan_ref
+from models import cpu_scan
+from models.mamba4rec import MambaBlock, selective_scan, selective_scan_ref
 from models.recgrela import (apply_rope, rela_attention, rope_angles, rotate_pairs,
                              rotation_phasors, rotation_tables, rope_tables)
 
@@ -223,3 +225,71 @@ def test_selective_scan_of_bf16_inputs_is_computed_in_float32_like_the_reference
     want = selective_scan_ref(**x)
     assert got.dtype == want.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
+
+
+# --- the compiled CPU scan vs the per-position loop ------------------------------------------
+needs_compiler = pytest.mark.skipif(not cpu_scan.available(torch.float64),
+                                    reason="no C compiler here: the compiled CPU scan is not built")
+
+
+@needs_compiler
+@pytest.mark.parametrize("batch,L,threads", [(1, 1, 1), (2, 17, 1), (5, 40, 1), (5, 40, 2), (3, 9, 4)])
+def test_compiled_scan_equals_the_loop_values_and_gradients(batch, L, threads):
+    """float64 build; users split over 1, 2 or 4 threads (5 users -> 2 + 3; 3 users over 4
+    threads -> 3 groups of one), the dA partial sums of the groups added."""
+    x = scan_inputs(batch, L, 6, 4, seed=L + batch)
+    w = torch.randn(batch, L, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    outs = []
+    torch.set_num_threads(threads)
+    try:
+        for fn in (lambda: selective_scan_ref(**x), lambda: selective_scan(**x, compiled=True)):
+            y = fn()
+            outs.append([y] + list(torch.autograd.grad((y * w).sum(), list(x.values()))))
+    finally:
+        torch.set_num_threads(1)
+    for name, slow, fast in zip(["y"] + list(x), *outs):
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-11, msg=name)
+
+
+@needs_compiler
+def test_compiled_scan_in_float32_and_bf16_is_within_float32_rounding_of_the_loop():
+    x64 = scan_inputs(3, 30, 8, 16, seed=4)
+    want = selective_scan_ref(**x64)
+    x32 = {k: v.detach().float() for k, v in x64.items()}
+    torch.testing.assert_close(selective_scan(**x32, compiled=True).double(), want,
+                               rtol=1e-4, atol=1e-4)
+    x16 = {k: v.to(torch.bfloat16) if k in ("u", "delta", "B", "C", "z") else v for k, v in x32.items()}
+    got = selective_scan(**x16, compiled=True)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), selective_scan_ref(**x16).float(), rtol=1e-2, atol=1e-2)
+
+
+@needs_compiler
+@pytest.mark.parametrize("use_kernels", [True, False])
+def test_mamba_block_on_cpu_takes_the_compiled_scan_exactly_when_use_kernels(use_kernels, monkeypatch):
+    from models.mamba4rec import Config
+    calls = []
+    real = cpu_scan.CompiledScan.apply
+    monkeypatch.setattr(cpu_scan.CompiledScan, "apply", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    block = MambaBlock(Config(hidden_size=8, d_state=4, use_kernels=use_kernels)).double()
+    u = torch.randn(2, 7, 8, dtype=torch.float64, requires_grad=True)
+    block(u).sum().backward()
+    assert len(calls) == int(use_kernels)
+
+
+def test_a_failed_build_warns_leaves_no_library_and_the_scan_falls_back(tmp_path, monkeypatch):
+    """`false` as the compiler: the build fails, nothing under the cache looks built, and
+    MambaBlock runs the PyTorch scan."""
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu_scan._library.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="compiled CPU scan is unavailable"):
+            assert not cpu_scan.available(torch.float32)
+        assert not list(tmp_path.rglob("*.so"))
+        from models.mamba4rec import Config
+        block = MambaBlock(Config(hidden_size=8, d_state=4)).double()
+        assert block(torch.randn(2, 5, 8, dtype=torch.float64)).shape == (2, 5, 8)
+    finally:
+        cpu_scan._library.cache_clear()
