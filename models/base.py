@@ -180,7 +180,7 @@ class FeedForward(nn.Module):
         self.inner_dropout = inner_dropout
         self.w_1 = nn.Linear(hidden_size, inner_size)
         self.w_2 = nn.Linear(inner_size, hidden_size)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import ACTIVATIONS, SequentialRecommender, check_window, recbole_init
+from models.base import ACTIVATIONS, Dropout, SequentialRecommender, check_window, recbole_init
 from models.sasrec import TransformerBlock
 
 
@@ -76,7 +76,7 @@ class BERT4Rec(SequentialRecommender):
         self.item_embedding = nn.Embedding(n_items + 1, c.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(c, causal=False) for _ in range(c.num_layers))
         self.output_ffn = nn.Linear(c.hidden_size, c.hidden_size)
         self.output_act = ACTIVATIONS["gelu"]           # RecBole's nn.GELU(): torch's erf GELU

@@ -63,7 +63,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import SequentialRecommender, check_window, recbole_init_except
+from models.base import Dropout, SequentialRecommender, check_window, recbole_init_except
 from models.mamba4rec import MambaBlock
 
 
@@ -101,7 +101,7 @@ class SpectralFilter(nn.Module):
         super().__init__()
         # W as (F, d, 2) real: [..., 0] real part, [..., 1] imaginary part
         self.complex_weight = nn.Parameter(torch.randn(c.max_len // 2 + 1, c.hidden_size, 2) * 0.02)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,7 +122,7 @@ class BiMambaPair(nn.Module):
         self.forward_norm = nn.LayerNorm(c.hidden_size)        # eps 1e-5, as the reference
         self.backward_norm = nn.LayerNorm(c.hidden_size)
 
-    def forward(self, x: torch.Tensor, dropout: nn.Dropout) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dropout: Dropout) -> torch.Tensor:
         f = self.forward_norm(dropout(self.forward_mamba(x)) + x)                        # (batch, n, d)
         b = self.backward_norm(dropout(self.backward_mamba(x.flip(1)).flip(1)) + x)      # (batch, n, d)
         return f + b
@@ -135,7 +135,7 @@ class GLU(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(c.hidden_size, 2 * c.hidden_size)
         self.fc2 = nn.Linear(c.hidden_size, c.hidden_size)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +149,7 @@ class EchoMambaLayer(nn.Module):
         pairs = c.num_layers if c.pairs_per_layer is None else c.pairs_per_layer
         self.filter = SpectralFilter(c)
         self.pairs = nn.ModuleList(BiMambaPair(c) for _ in range(pairs))
-        self.dropout = nn.Dropout(c.dropout)     # one module for both directions of every pair
+        self.dropout = Dropout(c.dropout)     # one module for both directions of every pair
         self.glu = GLU(c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -168,7 +168,7 @@ class EchoMamba4Rec(SequentialRecommender):
         super().__init__(n_items, config)
         c = config
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.layers = nn.ModuleList(EchoMambaLayer(c) for _ in range(c.num_layers))
         recbole_init_except(self, [block for layer in self.layers for pair in layer.pairs

@@ -18,7 +18,7 @@ Config fields <- the reference config's keys:
     hidden_act  <- hidden_act ('gelu' there = 'gelu_recbole' here: RecBole's spelled-out erf GELU)
     layer_norm_eps, initializer_range <- the same keys;  max_len <- MAX_ITEM_LIST_LENGTH
     euler_bias, init_factor <- the same keys;  contrastive_weight <- lamb;  temperature <- tep
-    contrastive_dropout <- the literal nn.Dropout(p=0.5);  rope_base <- the literal 10000
+    contrastive_dropout <- the literal Dropout(p=0.5);  rope_base <- the literal 10000
 The yaml's ft_ratio, selected_features and mask_ratio are read by nothing; `config["rope"]`
 (absent from the yaml) is stored and never used.
 
@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import (ACTIVATIONS, FeedForward, SequentialRecommender, check_window,
+from models.base import (ACTIVATIONS, Dropout, FeedForward, SequentialRecommender, check_window,
                          recbole_init)
 from models.sasrec import MASK_VALUE
 
@@ -165,10 +165,10 @@ class EulerAttention(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1)) if c.euler_bias else None
         if c.contrastive_weight > 0:     # the contrastive similarity weights (used by nothing else)
             self.w = nn.Parameter(torch.ones(D // 2))
-        self.phase_dropout = nn.Dropout(c.contrastive_dropout)
-        self.attn_dropout = nn.Dropout(c.attn_dropout)
+        self.phase_dropout = Dropout(c.contrastive_dropout)
+        self.attn_dropout = Dropout(c.attn_dropout)
         self.dense = nn.Linear(D, D)
-        self.out_dropout = nn.Dropout(c.dropout)
+        self.out_dropout = Dropout(c.dropout)
         self.norm = nn.LayerNorm(D, eps=c.layer_norm_eps)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -218,7 +218,7 @@ class EulerFormer(SequentialRecommender):
         self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
         self.rotary_embedding = nn.Embedding(c.max_len, c.hidden_size // 2)   # phi
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.layers = nn.ModuleList(EulerLayer(c) for _ in range(c.num_layers))
         self.apply(lambda m: recbole_init(m, c.initializer_range))
         nn.init.zeros_(self.rotary_embedding.weight)      # the reference: phases start at 0

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from models.base import SequentialRecommender
+from models.base import Dropout, SequentialRecommender
 
 
 @dataclass
@@ -47,7 +47,7 @@ class GRU4Rec(SequentialRecommender):
         super().__init__(n_items, config)
         c = config
         self.item_embedding = nn.Embedding(n_items, c.embedding_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.gru = nn.GRU(c.embedding_size, c.hidden_size, num_layers=c.num_layers,
                           bias=False, batch_first=True)
         self.dense = nn.Linear(c.hidden_size, c.embedding_size)

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import (ACTIVATIONS, FeedForward, SequentialRecommender, check_window,
+from models.base import (ACTIVATIONS, Dropout, FeedForward, SequentialRecommender, check_window,
                          recbole_init)
 from models.linear_attention import causal_linear_attention
 
@@ -101,7 +101,7 @@ class LinearAttention(nn.Module):
         self.key = nn.Linear(c.hidden_size, c.hidden_size)
         self.value = nn.Linear(c.hidden_size, c.hidden_size)
         self.dense = nn.Linear(c.hidden_size, c.hidden_size)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -131,7 +131,7 @@ class LinRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         # no dropout between the two dense layers, as RecBole's FeedForward
         self.layers = nn.ModuleList(
             nn.Sequential(LinearAttention(c),

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import FeedForward, SequentialRecommender
+from models.base import Dropout, FeedForward, SequentialRecommender
 
 
 @dataclass
@@ -114,7 +114,7 @@ class LRULayer(nn.Module):
         self.params_log = nn.Parameter(torch.stack([nu_log, theta_log, gamma_log]))  # (3, H)
         self.in_proj = nn.Linear(D, 2 * H)       # [Re | Im] of the complex input map
         self.out_proj = nn.Linear(2 * H, D)      # Re(W h + c) = [W_re, -W_im] [Re h; Im h] + c_re
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.layer_norm = nn.LayerNorm(D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +142,7 @@ class LRURec(SequentialRecommender):
         if c.chunk_size < 1:
             raise ValueError(f"lrurec: chunk_size must be >= 1, got {c.chunk_size}")
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.layer_norm = nn.LayerNorm(c.hidden_size)
         # the reference's FeedForward: 4D, GELU, dropout after the activation too, default LN eps
         self.layers = nn.ModuleList(

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import cpu_scan
-from models.base import FeedForward, SequentialRecommender, recbole_init_except
+from models.base import Dropout, FeedForward, SequentialRecommender, recbole_init_except
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -317,7 +317,7 @@ class MambaLayer(nn.Module):
         # The reference drops the residual around the block when the model has one layer.
         self.residual = c.num_layers > 1
         self.mamba = MambaBlock(c)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         # the reference's FeedForward: 4 d_model, GELU (nn.GELU), dropout after the activation too
         self.ffn = FeedForward(c.hidden_size, 4 * c.hidden_size, c.dropout, activation="gelu",
@@ -340,7 +340,7 @@ class Mamba4Rec(SequentialRecommender):
         if c.chunk_size < 0:
             raise ValueError(f"mamba4rec: chunk_size must be >= 0 (0 = auto), got {c.chunk_size}")
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.layers = nn.ModuleList(MambaLayer(c) for _ in range(c.num_layers))
         # RecBole's init (N(0, 0.02) Linear/Embedding weights, zero Linear biases, LN (1, 0));

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import FeedForward, SequentialRecommender, recbole_init
+from models.base import Dropout, FeedForward, SequentialRecommender, recbole_init
 
 
 @dataclass
@@ -104,7 +104,7 @@ class RecurrentLayer(nn.Module):
     def __init__(self, c: Config):
         super().__init__()
         self.bdlru = BDLRU(c)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.ffn = FeedForward(c.hidden_size, 4 * c.hidden_size, c.dropout, activation="silu",
                                layer_norm_eps=c.layer_norm_eps, inner_dropout=True)
@@ -126,7 +126,7 @@ class RecBLR(SequentialRecommender):
         # and padding invariance rule out. Without them the model is causal in the full sense.
         self.causal = not c.pad_to_power_of_two
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.layers = nn.ModuleList(RecurrentLayer(c) for _ in range(c.num_layers))
         self.apply(lambda m: recbole_init(m, c.initializer_range))

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import (ACTIVATIONS, FeedForward, SequentialRecommender, check_window,
+from models.base import (ACTIVATIONS, Dropout, FeedForward, SequentialRecommender, check_window,
                          recbole_init)
 
 MASK_VALUE = -10000.0   # RecBole's additive mask value (an exact zero weight after softmax)
@@ -76,9 +76,9 @@ class MultiHeadSelfAttention(nn.Module):
         self.query = nn.Linear(hidden_size, hidden_size)
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
-        self.attn_dropout = nn.Dropout(attn_dropout)
+        self.attn_dropout = Dropout(attn_dropout)
         self.dense = nn.Linear(hidden_size, hidden_size)
-        self.out_dropout = nn.Dropout(dropout)
+        self.out_dropout = Dropout(dropout)
         self.LayerNorm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +140,7 @@ class SASRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(c.max_len, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.blocks = nn.ModuleList(TransformerBlock(c, causal=True) for _ in range(c.num_layers))
         self.apply(lambda m: recbole_init(m, c.initializer_range))
 

@@ -8,7 +8,7 @@ d_conv 4, expand 2: the Mamba4Rec settings).
 
 Config fields <- the reference config's keys: hidden_size, num_layers, d_state, d_conv, expand
 (the same keys); dropout <- dropout_prob. Literals of `model/SIGMA.py` made options:
-flip_len <- 45 (`flipped_input[:, :45]`), gate_dropout <- 0.2 (`nn.Dropout(0.2)` of the gate);
+flip_len <- 45 (`flipped_input[:, :45]`), gate_dropout <- 0.2 (`Dropout(0.2)` of the gate);
 the rest (keep_last, flipped_gate, unflip_output, mix, init, chunk_size, use_kernels) are this
 suite's options, below.
 
@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import FeedForward, SequentialRecommender, recbole_init_except
+from models.base import Dropout, FeedForward, SequentialRecommender, recbole_init_except
 from models.mamba4rec import MambaBlock
 
 
@@ -136,7 +136,7 @@ class GMambaBlock(nn.Module):
         self.gru = nn.GRU(d, d, num_layers=1, bias=False, batch_first=True)
         self.gate_si = nn.Linear(d, d)       # W_si, after SiLU
         self.gate_sig = nn.Linear(d, d)      # W_sig, after Sigmoid
-        self.gate_dropout = nn.Dropout(c.gate_dropout)
+        self.gate_dropout = Dropout(c.gate_dropout)
         self.conv1d = nn.Conv1d(d, d, kernel_size=3, padding=1)   # centred: sees t-1, t, t+1
 
     def forward(self, x: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
@@ -165,7 +165,7 @@ class SIGMALayer(nn.Module):
         super().__init__()
         self.residual = c.num_layers > 1     # the reference drops it in a one-layer model
         self.gmamba = GMambaBlock(c)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.ffn = FeedForward(c.hidden_size, 4 * c.hidden_size, c.dropout, activation="gelu",
                                layer_norm_eps=1e-12, inner_dropout=True)
@@ -184,7 +184,7 @@ class SIGMA(SequentialRecommender):
         super().__init__(n_items, config)
         c = config
         self.item_embedding = nn.Embedding(n_items, c.hidden_size, padding_idx=0)
-        self.emb_dropout = nn.Dropout(c.dropout)
+        self.emb_dropout = Dropout(c.dropout)
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
         self.layers = nn.ModuleList(SIGMALayer(c) for _ in range(c.num_layers))
         recbole_init_except(self, [layer.gmamba.mamba for layer in self.layers]

@@ -9,6 +9,9 @@ Helper modules beside the tests (imported by name; pytest puts this folder on sy
 
 Fixtures:
     copy_workflow       a function: copy what a workflow run needs into a folder (a user's clone)
+    bernoulli_dropout   every models.base Dropout draws nn.Dropout's Bernoulli mask, so a model
+                        in training mode consumes the RNG as the authors' code does (the same
+                        seed, the same masks); the gap draw is tested in test_fast_paths.py
 
 Markers that skip, with the reason, where a machine lacks what a test needs (a user's clone
 has no ../shared beside it; CI has it):
@@ -73,3 +76,9 @@ def copy_workflow():
     """`copy_workflow(folder) -> folder`: the workflow's files copied there (module fixtures
     of the workflow tests build their clone with it)."""
     return _copy_workflow
+
+
+@pytest.fixture
+def bernoulli_dropout(monkeypatch):
+    import models.base
+    monkeypatch.setattr(models.base, "GAP_MAX_P", 0.0)   # every p > 0 goes to F.dropout

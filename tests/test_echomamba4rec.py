@@ -245,7 +245,7 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch, num_la
 
 
 @pytest.mark.skipif(not REF_FILE.exists(), reason=f"reference checkout not found at {REF_FILE}")
-def test_same_training_loss_and_gradients_as_the_reference_code(monkeypatch):
+def test_same_training_loss_and_gradients_as_the_reference_code(monkeypatch, bernoulli_dropout):
     """Training mode, the same seed: the dropout masks are drawn in the reference's order, so
     the CE loss and every gradient agree."""
     ref, model, state, _ = reference_pair(monkeypatch, 16, 2, 20, n_items=41)

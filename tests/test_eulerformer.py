@@ -284,7 +284,7 @@ def test_same_outputs_as_the_reference_code_with_its_weights(monkeypatch, num_la
 
 
 @pytest.mark.skipif(not REF_FILE.exists(), reason=f"reference checkout not found at {REF_FILE}")
-def test_same_training_loss_and_gradients_as_the_reference_code(monkeypatch):
+def test_same_training_loss_and_gradients_as_the_reference_code(monkeypatch, bernoulli_dropout):
     """Training mode, the same seed: the dropout masks (the phase dropout of the contrastive
     views included) are drawn in the reference's order, so the loss (CE + 1e-5 * contrastive)
     and every gradient agree; the reference's frozen angle tables get none."""
