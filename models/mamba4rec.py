@@ -29,15 +29,18 @@ Around each block (reference MambaLayer + FeedForward, post-LN):
     input: x^0 = LN(Dropout(E[s]))   (dropout BEFORE LayerNorm, as the reference)
 
 Selective scan. On CUDA with `mamba_ssm` installed (and `use_kernels`), the block calls
-mamba_ssm's fused `selective_scan_fn` (and causal_conv1d's kernel when present); otherwise the
-pure-PyTorch `selective_scan` below, which loops over positions with a vectorised (batch, E, N)
-state update and has its own backward (the adjoint recurrence, right to left) that recomputes
-states chunk by chunk (`chunk_size` positions): only chunk-boundary states are kept, so memory
-is O(batch L E) instead of the O(batch L E N) of materialising every state (13 GB at batch 256,
+mamba_ssm's fused `selective_scan_fn` (and causal_conv1d's kernel when present). On a CPU (and
+`use_kernels`) it calls `selective_scan(..., compiled=True)`, whose scan is the C kernel of
+models/cpu_scan.py (one user at a time, the state in cache, states recomputed in backward;
+scratch memory O(L E N) per thread, not per batch) when a C compiler is present. Otherwise the
+pure-PyTorch `selective_scan` below loops over positions with a vectorised (batch, E, N) state
+update and has its own backward (the adjoint recurrence, right to left) that recomputes states
+chunk by chunk (`chunk_size` positions): only chunk-boundary states are kept, so memory is
+O(batch L E) instead of the O(batch L E N) of materialising every state (13 GB at batch 256,
 L=3200, E=128, N=32), as mamba_ssm's kernel also recomputes states in backward.
 `selective_scan_ref` is the plain per-step loop with the same arguments (autograd backward), the
-float64 reference both are tested against (tests/test_mamba4rec.py). The parameter names equal
-mamba_ssm.Mamba's, so state dicts load into either.
+float64 reference all are tested against (tests/test_mamba4rec.py, tests/test_fast_paths.py).
+The parameter names equal mamba_ssm.Mamba's, so state dicts load into either.
 
 Fidelity note (init, default = the reference): the reference applies RecBole's `_init_weights`
 to the WHOLE model after building the mamba_ssm blocks, so every Linear inside them is

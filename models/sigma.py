@@ -91,7 +91,7 @@ class Config:
     mix: str = "raw"             # raw (reference: learned weights as they are) | softmax
     init: str = "reference"      # reference (RecBole re-init of the blocks) | mamba_ssm
     chunk_size: int = 0          # pure-PyTorch scan: positions per recomputed chunk (0 = auto)
-    use_kernels: bool = True     # mamba_ssm / causal_conv1d kernels when on CUDA and installed
+    use_kernels: bool = True     # mamba_ssm / causal_conv1d kernels on CUDA when installed; the compiled scan on CPU
 
     def __post_init__(self):
         checks = [
