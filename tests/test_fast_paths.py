@@ -290,6 +290,25 @@ def test_a_failed_build_warns_leaves_no_library_and_the_scan_falls_back(tmp_path
         assert not list(tmp_path.rglob("*.so"))
         from models.mamba4rec import Config
         block = MambaBlock(Config(hidden_size=8, d_state=4)).double()
-        assert block(torch.randn(2, 5, 8, dtype=torch.float64)).shape == (2, 5, 8)
+        with pytest.warns(UserWarning, match="using the PyTorch scan"):   # the float64 build
+            assert block(torch.randn(2, 5, 8, dtype=torch.float64)).shape == (2, 5, 8)
+    finally:
+        cpu_scan._library.cache_clear()
+
+
+@needs_compiler
+def test_the_kernel_builds_into_an_empty_cache_and_is_reused(tmp_path, monkeypatch):
+    """A fresh machine: one library per precision appears under $XDG_CACHE_HOME/recgrela-bench,
+    complete (no temporary left), and a second load builds nothing."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu_scan._library.cache_clear()
+    try:
+        assert cpu_scan.available(torch.float32) and cpu_scan.available(torch.float64)
+        built = sorted(p.name for p in (tmp_path / "recgrela-bench").iterdir())
+        assert len(built) == 2 and all(n.startswith("selective_scan_") and n.endswith(".so") for n in built)
+        stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "recgrela-bench").iterdir()}
+        cpu_scan._library.cache_clear()
+        assert cpu_scan.available(torch.float32)
+        assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     finally:
         cpu_scan._library.cache_clear()
