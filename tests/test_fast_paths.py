@@ -10,6 +10,8 @@
 Speed is measured by benchmarks/train_throughput.py, never asserted here.
 """
 import math
+import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -312,3 +314,21 @@ def test_the_kernel_builds_into_an_empty_cache_and_is_reused(tmp_path, monkeypat
         assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     finally:
         cpu_scan._library.cache_clear()
+
+
+@needs_compiler
+def test_loading_the_kernel_leaves_the_processs_subnormals_alone(tmp_path):
+    """Built with -ffast-math but linked without it: no crtfastmath constructor that would turn
+    on flush-to-zero for every computation of the process that loads the library."""
+    import subprocess
+    import sys
+    code = ("import torch\n"
+            "from models import cpu_scan\n"
+            "tiny = lambda: (torch.tensor([1e-30]) * torch.tensor([1e-10])).item()\n"
+            "before = tiny()\n"
+            "assert cpu_scan.available(torch.float32)\n"
+            "print(before != 0, tiny() != 0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(cpu_scan.__file__).parents[1],
+                         env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert out.stdout.split() == ["True", "True"], out.stderr
