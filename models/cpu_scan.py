@@ -5,7 +5,7 @@ Why a kernel of our own: mamba_ssm's and causal_conv1d's kernels are CUDA-only, 
 maintained library we know of ships a CPU selective scan with a backward. In PyTorch ops every
 (position, user, channel, state) element of the scan goes through memory several times
 (models/mamba4rec.py `selective_scan`, ~1.3 s a layer forward + backward at batch 256, L 200,
-E 128, N 32 on one core); fused, one user's E x N state stays in cache: 0.33 s (docs/fidelity.md,
+E 128, N 32 on one core); fused, one user's E x N state stays in cache: 0.34 s (docs/fidelity.md,
 the "Mamba4Rec scan" row). The values are those of `selective_scan_ref`
 (tests/test_fast_paths.py: float64, values and gradients).
 
