@@ -140,7 +140,9 @@ class _GapDropout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         positions, scale = ctx.saved_tensors
-        g = torch.mul(grad, scale)
+        # positions index x's row-major order; the incoming gradient may be laid out otherwise
+        # (a transpose's backward, GRU's): row-major first, or its flat view would not exist
+        g = torch.mul(grad, scale).contiguous()
         g.view(-1).index_fill_(0, positions, 0)
         return g, None
 

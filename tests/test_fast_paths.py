@@ -107,6 +107,19 @@ def test_dropout_gradient_is_the_same_mask_times_the_scale():
     torch.testing.assert_close(x.grad, g * mask, rtol=1e-15, atol=0)
 
 
+def test_dropout_gradient_masks_the_same_elements_when_the_incoming_gradient_is_transposed():
+    """GRU4Rec's embedding dropout gets a gradient laid out column-major from the GRU; the mask
+    of the backward must still be the forward's, element for element."""
+    torch.manual_seed(0)
+    x = torch.randn(40, 30, dtype=torch.float64, requires_grad=True)
+    y = dropout(x, 0.2, training=True)
+    w = torch.randn(30, 40, dtype=torch.float64)
+    (y.t() * w).sum().backward()                      # dLoss/dy = w.t(), not contiguous
+    kept = (y != 0).double()
+    torch.testing.assert_close(x.grad, kept * w.t() / 0.8, rtol=1e-12, atol=0)
+    assert 0 < (kept == 0).sum() < kept.numel()
+
+
 def test_dropout_above_the_gap_threshold_is_F_dropout_itself():
     x = torch.randn(8, 9)
     torch.manual_seed(3)
