@@ -12,9 +12,10 @@ the "Mamba4Rec scan" row). The values are those of `selective_scan_ref`
 `CompiledScan` is the scan proper (after softplus, before the D skip and the z gate);
 models/mamba4rec.py `selective_scan(..., compiled=True)` calls it, and MambaBlock does so on a
 CPU when `use_kernels` is on and `available()` says the kernel built here. When no C compiler
-is found or the build fails, that is warned once and the PyTorch scan runs. The library is cached under
-$XDG_CACHE_HOME/recgrela-bench (default ~/.cache), keyed by the source, the flags, the compiler
-and the CPU's feature flags (it is built with -march=native), and appears there only complete.
+is found or the build fails, that is warned once and the PyTorch scan runs. The library is
+cached under $XDG_CACHE_HOME/recgrela-bench (default ~/.cache), keyed by the source, the flags,
+the compiler and the CPU's feature flags (it is built with -march=native), and appears there
+only complete.
 """
 from __future__ import annotations
 
