@@ -1,21 +1,23 @@
-"""Mamba's selective scan on a CPU, compiled: models/selective_scan_cpu.c, built once per machine
-with the system C compiler and called through ctypes.
+"""The inside of a Mamba block on a CPU, compiled: models/selective_scan_cpu.c, built once per
+machine with the system C compiler and called through ctypes.
 
-Why a kernel of our own: mamba_ssm's and causal_conv1d's kernels are CUDA-only, and no
+Why kernels of our own: mamba_ssm's and causal_conv1d's kernels are CUDA-only, and no
 maintained library we know of ships a CPU selective scan with a backward. In PyTorch ops every
 (position, user, channel, state) element of the scan goes through memory several times
 (models/mamba4rec.py `selective_scan`, ~1.3 s a layer forward + backward at batch 256, L 200,
-E 128, N 32 on one core); fused, one user's E x N state stays in cache: 0.34 s (docs/fidelity.md,
-the "Mamba4Rec scan" row). The values are those of `selective_scan_ref`
-(tests/test_fast_paths.py: float64, values and gradients).
+E 128, N 32 on one core); fused, one user's E x N state stays in cache (docs/fidelity.md, the
+"Mamba4Rec scan" row). The values are those of `selective_scan_ref` and of MambaBlock's
+PyTorch path (tests/test_fast_paths.py: float64, values and gradients).
 
-`CompiledScan` is the scan proper (after softplus, before the D skip and the z gate);
-models/mamba4rec.py `selective_scan(..., compiled=True)` calls it, and MambaBlock does so on a
-CPU when `use_kernels` is on and `available()` says the kernel built here. When no C compiler
-is found or the build fails, that is warned once and the PyTorch scan runs. The library is
-cached under $XDG_CACHE_HOME/recgrela-bench (default ~/.cache), keyed by the source, the flags,
-the compiler and the CPU's feature flags (it is built with -march=native), and appears there
-only complete.
+`CompiledScan` is the whole of `selective_scan_ref`: softplus, the scan, the D skip and the
+SiLU(z) gate; `ConvSiLU` is the block's causal depthwise convolution and its SiLU. Both read
+their inputs where in_proj / x_proj wrote them (column slices, no copies) and write one
+output, so the block's elementwise steps and layout copies around the scan are gone too.
+models/mamba4rec.py MambaBlock calls them on a CPU when `use_kernels` is on and `available()`
+says they built here. When no C compiler is found or the build fails, that is warned once and
+the PyTorch path runs. The library is cached under $XDG_CACHE_HOME/recgrela-bench (default
+~/.cache), keyed by the source, the flags, the compiler and the CPU's feature flags (it is
+built with -march=native), and appears there only complete.
 """
 from __future__ import annotations
 
@@ -33,13 +35,16 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("selective_scan_cpu.c")
-# -ffast-math lets gcc vectorise expf through glibc's libmvec; 512-bit vectors where the CPU has
+# -ffast-math lets gcc vectorise exp through glibc's libmvec; 512-bit vectors where the CPU has
 # them (1.4x faster backward on an AVX-512 Xeon than gcc's default 256). It is given to the
 # compile step only: linked with -ffast-math, gcc < 13 adds crtfastmath.o, whose constructor
 # turns on flush-to-zero for the whole process as soon as the library loads.
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC"]
 LINK = ["-shared", "-lm"]
-REALS = {torch.float32: "float", torch.float64: "double"}
+BUILDS = {torch.float32: [], torch.float64: ["-DUSE_DOUBLE"]}
+# The scan's backward recomputes this many bytes of states and decays at a time, so that they
+# stay in a core's L2 cache (the forward keeps the state entering each such chunk).
+CHUNK_BYTES = 1 << 20
 
 
 def _cpu_features() -> str:
@@ -58,19 +63,19 @@ def _cache_dir() -> Path:
 
 
 @functools.cache
-def _library(real: str) -> ctypes.CDLL | None:
-    """The compiled kernel for REAL = float | double, building it if needed; None if it cannot
+def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
+    """The compiled kernels for float32 or float64, building them if needed; None if they cannot
     be built here (the reason is warned once)."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         warnings.warn("mamba scan: no C compiler found (set CC), using the PyTorch scan", stacklevel=3)
         return None
-    flags = FLAGS + [f"-DREAL={real}"]
+    flags = FLAGS + BUILDS[dtype]
     try:
         version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
         key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(flags + LINK), version,
                                         _cpu_features()]).encode()).hexdigest()[:16]
-        target = _cache_dir() / f"selective_scan_{real}_{key}.so"
+        target = _cache_dir() / f"selective_scan_{str(dtype)[6:]}_{key}.so"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             # built under a temporary name and renamed: a half-written library never looks done
@@ -88,13 +93,13 @@ def _library(real: str) -> ctypes.CDLL | None:
         warnings.warn(f"mamba scan: the compiled CPU scan is unavailable ({err}); "
                       f"using the PyTorch scan", stacklevel=3)
         return None
-    for name in ("scan_forward", "scan_backward"):
+    for name in ("scan_forward", "scan_backward", "conv_silu_forward", "conv_silu_backward"):
         getattr(lib, name).restype = None
     return lib
 
 
 def available(dtype: torch.dtype = torch.float32) -> bool:
-    return dtype in REALS and _library(REALS[dtype]) is not None
+    return dtype in BUILDS and _library(dtype) is not None
 
 
 def _groups(batch: int) -> list[slice]:
@@ -116,45 +121,129 @@ def _ptr(t: torch.Tensor) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr())
 
 
-class CompiledScan(torch.autograd.Function):
-    """y_t = C_t . h_t, h_t = exp(Delta_t A) h_{t-1} + Delta_t u_t B_t (batch-major, contiguous).
-    Keeps only its inputs; backward recomputes the states one user at a time."""
+def _rows(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """t (users, L, W) as the kernels read it: channels contiguous, positions `ld` apart, users
+    L * ld apart. The column slices that split / chunk return already are; others are copied."""
+    if t.stride(-1) != 1 or t.stride(0) != t.size(1) * t.stride(1):
+        t = t.contiguous()
+    return t, t.stride(1)
+
+
+def _long(*values: int) -> list[ctypes.c_long]:
+    return [ctypes.c_long(v) for v in values]
+
+
+def _null_or(t: torch.Tensor | None):
+    return None if t is None else _ptr(t)
+
+
+class ConvSiLU(torch.autograd.Function):
+    """SiLU(causal depthwise conv(x)): x (batch, L, E) -> (batch, L, E), the taps w (E, K) (the
+    Conv1d weight without its middle axis; tap K - 1 reads position t), bias (E,)."""
 
     @staticmethod
-    def forward(ctx, delta, u, A, B, C):
-        batch, L, E = u.shape
-        N = A.size(1)
-        lib = _library(REALS[u.dtype])
-        y = torch.empty_like(u)
+    def forward(ctx, x, w, bias):
+        x, ld_x = _rows(x)
+        batch, L, E = x.shape
+        K = w.size(1)
+        taps = w.t().contiguous()                                       # (K, E)
+        lib = _library(x.dtype)
+        out = x.new_empty(batch, L, E)
 
         def run(g: slice) -> None:
-            h = u.new_empty(E, N)
-            lib.scan_forward(ctypes.c_long(g.stop - g.start), ctypes.c_long(L), ctypes.c_long(E),
-                             ctypes.c_long(N), _ptr(delta[g]), _ptr(u[g]), _ptr(A), _ptr(B[g]),
-                             _ptr(C[g]), _ptr(y[g]), _ptr(h))
+            row = x.new_empty(E)   # named: a temporary's memory would be freed before the call
+            lib.conv_silu_forward(*_long(g.stop - g.start, L, E, K), _ptr(x[g]), ctypes.c_long(ld_x),
+                                  _ptr(taps), _ptr(bias), _ptr(out[g]), _ptr(row))
 
         _run_groups(run, _groups(batch))
-        ctx.save_for_backward(delta, u, A, B, C)
+        ctx.save_for_backward(x, taps, bias)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, taps, bias = ctx.saved_tensors
+        x, ld_x = _rows(x)
+        batch, L, E = x.shape
+        K = taps.size(0)
+        lib = _library(x.dtype)
+        grad_out = grad_out.contiguous()
+        g_x = x.new_empty(batch, L, E)
+        groups = _groups(batch)
+        g_taps, g_bias = x.new_zeros(len(groups), K, E), x.new_zeros(len(groups), E)
+
+        def run(i_g: tuple[int, slice]) -> None:
+            i, g = i_g
+            row = x.new_empty(E)
+            lib.conv_silu_backward(*_long(g.stop - g.start, L, E, K), _ptr(x[g]), ctypes.c_long(ld_x),
+                                   _ptr(taps), _ptr(bias), _ptr(grad_out[g]), _ptr(g_x[g]),
+                                   _ptr(g_taps[i]), _ptr(g_bias[i]), _ptr(row))
+
+        _run_groups(run, list(enumerate(groups)))
+        return g_x, g_taps.sum(0).t(), g_bias.sum(0)
+
+
+class CompiledScan(torch.autograd.Function):
+    """y = (C_t . h_t + D u_t) * SiLU(z_t), h_t = exp(Delta_t A) h_{t-1} + Delta_t u_t B_t,
+    Delta_t = softplus(delta_t + delta_bias): the whole of `selective_scan_ref`.
+    delta, u (batch, L, E) and z (or None) (batch, L, E); A (E, N); B, C (batch, L, N);
+    D, delta_bias (E,), all of one dtype (float32 or float64). Keeps its inputs, the output
+    before the gate and the state entering every chunk; backward recomputes the rest."""
+
+    @staticmethod
+    def forward(ctx, delta, delta_bias, u, A, B, C, D, z):
+        delta, u, A, D, delta_bias = (t.contiguous() for t in (delta, u, A, D, delta_bias))
+        (B, ld_b), (C, ld_c) = _rows(B), _rows(C)
+        if ld_b != ld_c:   # one row stride for both: B, C are normally slices of one x_proj output
+            (B, ld_b), (C, ld_c) = _rows(B.contiguous()), _rows(C.contiguous())
+        z, ld_z = _rows(z) if z is not None else (None, 0)
+        batch, L, E = u.shape
+        N = A.size(1)
+        chunk = max(1, min(L, CHUNK_BYTES // (2 * E * N * u.element_size())))
+        lib = _library(u.dtype)
+        y = torch.empty_like(u)
+        pre = torch.empty_like(u) if z is not None else u.new_empty(0)
+        bounds = u.new_empty(batch, -(-L // chunk), E, N)
+
+        def run(g: slice) -> None:
+            work = u.new_empty(E * N + 2 * E)
+            lib.scan_forward(*_long(g.stop - g.start, L, E, N, chunk), _ptr(delta[g]),
+                             _ptr(delta_bias), _ptr(u[g]), _ptr(A), _ptr(B[g]), _ptr(C[g]),
+                             ctypes.c_long(ld_b), _ptr(D), _null_or(None if z is None else z[g]),
+                             ctypes.c_long(ld_z), _ptr(y[g]), _ptr(pre[g]) if z is not None else None,
+                             _ptr(bounds[g]), _ptr(work))
+
+        _run_groups(run, _groups(batch))
+        ctx.chunk = chunk
+        ctx.save_for_backward(delta, delta_bias, u, A, B, C, D, z, pre, bounds)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        delta, u, A, B, C = ctx.saved_tensors
+        delta, delta_bias, u, A, B, C, D, z, pre, bounds = ctx.saved_tensors
+        (B, ld_b), (C, _) = _rows(B), _rows(C)
+        z, ld_z = _rows(z) if z is not None else (None, 0)
         batch, L, E = u.shape
-        N = A.size(1)
-        lib = _library(REALS[u.dtype])
+        N, chunk = A.size(1), ctx.chunk
+        lib = _library(u.dtype)
         grad_y = grad_y.contiguous()
-        g_delta, g_u, g_B, g_C = (torch.empty_like(t) for t in (delta, u, B, C))
+        g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
+        g_B, g_C = u.new_empty(batch, L, N), u.new_empty(batch, L, N)
+        g_z = torch.empty_like(u) if z is not None else None
         groups = _groups(batch)
-        g_A = A.new_zeros(len(groups), E, N)   # one partial sum per group, added below
+        g_A, g_D, g_bias = (u.new_zeros(len(groups), *t.shape) for t in (A, D, delta_bias))
+        work_size = (2 * chunk + 2) * E * N + chunk * E + 3 * E
 
         def run(i_g: tuple[int, slice]) -> None:
             i, g = i_g
-            states, G, decays = u.new_empty(L + 1, E, N), u.new_empty(E, N), u.new_empty(L, E, N)
-            lib.scan_backward(ctypes.c_long(g.stop - g.start), ctypes.c_long(L), ctypes.c_long(E),
-                              ctypes.c_long(N), _ptr(delta[g]), _ptr(u[g]), _ptr(A), _ptr(B[g]),
-                              _ptr(C[g]), _ptr(grad_y[g]), _ptr(g_delta[g]), _ptr(g_u[g]),
-                              _ptr(g_A[i]), _ptr(g_B[g]), _ptr(g_C[g]), _ptr(states), _ptr(G), _ptr(decays))
+            work = u.new_empty(work_size)
+            lib.scan_backward(*_long(g.stop - g.start, L, E, N, chunk), _ptr(delta[g]),
+                              _ptr(delta_bias), _ptr(u[g]), _ptr(A), _ptr(B[g]), _ptr(C[g]),
+                              ctypes.c_long(ld_b), _ptr(D),
+                              _null_or(None if z is None else z[g]), ctypes.c_long(ld_z),
+                              _null_or(pre[g] if z is not None else None), _ptr(bounds[g]),
+                              _ptr(grad_y[g]), _ptr(g_delta[g]), _ptr(g_u[g]), _ptr(g_B[g]),
+                              _ptr(g_C[g]), _null_or(None if g_z is None else g_z[g]),
+                              _ptr(g_A[i]), _ptr(g_D[i]), _ptr(g_bias[i]), _ptr(work))
 
         _run_groups(run, list(enumerate(groups)))
-        return g_delta, g_u, g_A.sum(0), g_B, g_C
+        return g_delta, g_bias.sum(0), g_u, g_A.sum(0), g_B, g_C, g_D.sum(0), g_z

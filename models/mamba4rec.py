@@ -30,9 +30,10 @@ Around each block (reference MambaLayer + FeedForward, post-LN):
 
 Selective scan. On CUDA with `mamba_ssm` installed (and `use_kernels`), the block calls
 mamba_ssm's fused `selective_scan_fn` (and causal_conv1d's kernel when present). On a CPU (and
-`use_kernels`) it calls `selective_scan(..., compiled=True)`, whose scan is the C kernel of
-models/cpu_scan.py (one user at a time, the state in cache, states recomputed in backward;
-scratch memory O(L E N) per thread, not per batch) when a C compiler is present. Otherwise the
+`use_kernels`) it calls the C kernels of models/cpu_scan.py when a C compiler is present: the
+conv + SiLU, and `selective_scan(..., compiled=True)`, softplus to gate in one kernel (one
+user at a time, the state in cache; backward recomputes the states chunk by chunk from the
+states the forward kept at chunk starts, O(batch L E N / chunk) memory). Otherwise the
 pure-PyTorch `selective_scan` below loops over positions with a vectorised (batch, E, N) state
 update and has its own backward (the adjoint recurrence, right to left) that recomputes states
 chunk by chunk (`chunk_size` positions): only chunk-boundary states are kept, so memory is
@@ -227,7 +228,7 @@ def selective_scan(u, delta, A, B, C, D, z=None, delta_bias=None, chunk_size: in
     interact, so they are scanned in groups of group_size (0: SCAN_GROUP_POSITIONS // c
     users on a CPU, the whole batch on a GPU). Low-precision inputs (bf16 / fp16 autocast)
     are scanned in float32 and y is returned in u's dtype, as `selective_scan_ref` (and
-    mamba_ssm's kernel) do. compiled=True runs the scan itself through the compiled CPU kernel
+    mamba_ssm's kernel) do. compiled=True runs all five steps through the compiled CPU kernel
     of models/cpu_scan.py instead (one user's state in cache; chunk_size and group_size unused).
     """
     if chunk_size <= 0:
@@ -237,17 +238,18 @@ def selective_scan(u, delta, A, B, C, D, z=None, delta_bias=None, chunk_size: in
     dtype_in = u.dtype
     dtype = torch.float64 if dtype_in == torch.float64 else torch.float32
     u, delta, A, B, C, D = (t.to(dtype) for t in (u, delta, A, B, C, D))
+    if compiled:   # all five steps in the kernel
+        bias = D.new_zeros(D.shape) if delta_bias is None else delta_bias.to(dtype)
+        return cpu_scan.CompiledScan.apply(delta, bias, u, A, B, C, D,
+                                           None if z is None else z.to(dtype)).to(dtype_in)
     if delta_bias is not None:
         delta = delta + delta_bias.to(dtype)
     delta = F.softplus(delta)                                           # (batch, L, E), Delta > 0
-    if compiled:
-        y = cpu_scan.CompiledScan.apply(*(t.contiguous() for t in (delta, u, A, B, C)))
-    else:
-        time_major = lambda t: t.transpose(0, 1).contiguous()           # (L, users, .)
-        y = torch.cat([_SelectiveScan.apply(time_major(d), time_major(x), A, time_major(b),
-                                            time_major(c), chunk_size).transpose(0, 1)
-                       for d, x, b, c in zip(delta.split(group_size), u.split(group_size),
-                                             B.split(group_size), C.split(group_size))])
+    time_major = lambda t: t.transpose(0, 1).contiguous()               # (L, users, .)
+    y = torch.cat([_SelectiveScan.apply(time_major(d), time_major(x), A, time_major(b),
+                                        time_major(c), chunk_size).transpose(0, 1)
+                   for d, x, b, c in zip(delta.split(group_size), u.split(group_size),
+                                         B.split(group_size), C.split(group_size))])
     y = y + u * D
     y = y if z is None else y * F.silu(z.to(dtype))
     return y.to(dtype_in)
@@ -291,9 +293,16 @@ class MambaBlock(nn.Module):
         L = u.size(1)
         x, z = self.in_proj(u).chunk(2, dim=-1)                         # (batch, L, E) each
         fast = self._kernels_apply(u)
+        # on a CPU: the compiled conv + SiLU and scan of models/cpu_scan.py, in float32
+        # (float64 for a float64 model), reading x and z where in_proj wrote them
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        compiled = self.use_kernels and not u.is_cuda and cpu_scan.available(dtype)
         if fast and causal_conv1d_fn is not None:
             x = causal_conv1d_fn(x.transpose(1, 2).contiguous(), self.conv1d.weight.squeeze(1),
                                  self.conv1d.bias, activation="silu").transpose(1, 2)
+        elif compiled:
+            x = cpu_scan.ConvSiLU.apply(x.to(dtype), self.conv1d.weight.squeeze(1).to(dtype),
+                                        self.conv1d.bias.to(dtype))              # (batch, L, E)
         else:
             x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)  # (batch, L, E)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
@@ -307,8 +316,6 @@ class MambaBlock(nn.Module):
                 z=z.transpose(1, 2).contiguous(), delta_bias=self.dt_proj.bias.float(),
                 delta_softplus=True).transpose(1, 2)                    # (batch, L, E)
         else:
-            compiled = (self.use_kernels and not x.is_cuda
-                        and cpu_scan.available(torch.float64 if x.dtype == torch.float64 else torch.float32))
             y = selective_scan(x, delta, A, B, C, self.D, z=z, delta_bias=self.dt_proj.bias,
                                chunk_size=self.chunk_size, compiled=compiled)  # (batch, L, E)
         return self.out_proj(y)                                         # (batch, L, d_model)

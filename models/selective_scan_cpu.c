@@ -1,118 +1,275 @@
-/* Mamba's selective scan on one CPU core, fused: the state of one user (E x N numbers) stays in
- * the core's cache while the scan walks its positions, instead of passing every (position, user,
- * channel, state) element through memory several times as the PyTorch ops do.
- * models/cpu_scan.py compiles this file (once per machine) and calls it; the equations are
- * those of models/mamba4rec.py `selective_scan_ref`, with Delta already through softplus:
+/* The inside of a Mamba block on one CPU core, fused: the causal depthwise convolution with its
+ * SiLU, and the selective scan with its softplus, D skip and SiLU(z) gate. One user at a time:
+ * that user's E x N state stays in the core's cache while the scan walks its positions, instead
+ * of passing every (position, user, channel, state) element through memory several times as
+ * the PyTorch ops do. models/cpu_scan.py compiles this file (once per machine) and calls it;
+ * the equations are those of models/mamba4rec.py `selective_scan_ref` and MambaBlock:
  *
- *     A_bar_t = exp(Delta_t A),  h_t = A_bar_t * h_{t-1} + Delta_t u_t B_t,  h_0 = 0,
- *     y_t = C_t . h_t                                          (per user; the D skip is outside)
+ *   conv:  x_t = SiLU(b_e + sum_{k<K} w_{k,e} xin_{t-K+1+k}),  xin_{<0} = 0     (per channel e)
+ *   scan:  Delta_t = softplus(delta_t + delta_bias)   (PyTorch's: x for x > 20)
+ *          A_bar_t = exp(Delta_t A),  h_t = A_bar_t * h_{t-1} + Delta_t u_t B_t,  h_0 = 0
+ *          p_t = C_t . h_t + D * u_t,  y_t = p_t * SiLU(z_t)   (y_t = p_t without z)
  *
- * Backward recomputes the user's states h_0..h_{L-1} into `states` and runs the adjoint
- * recurrence right to left: G_t = dLoss/dh_t = C_t g_t + A_bar_{t+1} G_{t+1}, then
- *     dC_t = sum_e g_t h_t          dB_t = sum_e G_t Delta_t u_t
- *     du_t = Delta_t sum_n G_t B_t  dDelta_t = u_t sum_n G_t B_t + sum_n G_t A_bar_t h_{t-1} A
- *     dA   = sum_t G_t A_bar_t h_{t-1} Delta_t
+ * The scan's forward keeps the state entering every chunk of `chunk` positions (`bounds`) and
+ * p (`pre`); backward recomputes one chunk's states and decays at a time from its bound (so
+ * they stay in the core's L2 cache) and runs the adjoint recurrence right to left:
+ * G_t = dLoss/dh_t = C_t g_t + A_bar_{t+1} G_{t+1}, with g_t = dLoss/dp_t = grad_y SiLU(z_t):
+ *     dC_t = sum_e g_t h_t          dB_t = sum_e G_t Delta_t u_t        dD = sum_t g_t u_t
+ *     du_t = Delta_t sum_n G_t B_t + D g_t
+ *     dDelta_t = u_t sum_n G_t B_t + sum_n G_t A_bar_t h_{t-1} A,  ddelta_t = dDelta_t sigmoid(.)
+ *     dA = sum_t G_t A_bar_t h_{t-1} Delta_t,   dz_t = grad_y p_t SiLU'(z_t)
  *
- * Layouts, all contiguous, batch-major: delta, u, y, grad_y, g_delta, g_u (users, L, E);
- * B, C, g_B, g_C (users, L, N); A, g_A (E, N). REAL is float or double (-DREAL=...).
- * The loops over n have no dependence between iterations, so the compiler vectorises them,
- * exp included (glibc's libmvec, with -ffast-math).
+ * Layouts: every tensor is batch-major, positions then channels, channels contiguous. delta,
+ * u, y, pre, grad_y and all gradients are contiguous (users, L, E | N); B, C, z and the conv's
+ * input may be column slices of wider rows (row strides ld_bc, ld_z, ld_x: the views that
+ * torch's split / chunk return). A, g_A (E, N); w, g_w (K, E): the conv taps transposed.
+ * Per-channel gradients (g_A, g_D, g_bias, g_w, g_b) are added to, so each thread has its own.
+ * Loops over n (states) or e (channels) carry no dependence between iterations, so the
+ * compiler vectorises them, exp included (glibc's libmvec, with -ffast-math).
+ * Compile with -DUSE_DOUBLE for a float64 build (the tests'), float32 otherwise.
  */
 #include <math.h>
 #include <string.h>
 
-#ifndef REAL
-#define REAL float
+#ifdef USE_DOUBLE
+typedef double REAL;
+#define EXP exp
+#define LOG1P log1p
+#else
+typedef float REAL;
+#define EXP expf
+#define LOG1P log1pf
 #endif
 
-static inline REAL exp_real(REAL x) { return sizeof(REAL) == sizeof(float) ? expf(x) : exp(x); }
+#define SOFTPLUS_THRESHOLD 20   /* PyTorch's softplus returns x itself above it */
 
-/* One user's states: h_t for t = 0..L-1 written into states[t + 1], states[0] = 0. */
-static void user_states(long L, long E, long N, const REAL *restrict delta,
-                        const REAL *restrict u, const REAL *restrict A,
-                        const REAL *restrict B, REAL *restrict states, REAL *restrict decays)
+static inline REAL sigmoid(REAL x) { return 1 / (1 + EXP(-x)); }
+
+/* Delta for one position's E channels: softplus(delta + delta_bias) */
+static void softplus_row(long E, const REAL *restrict raw, const REAL *restrict bias,
+                         REAL *restrict dt)
 {
-    memset(states, 0, sizeof(REAL) * E * N);
-    for (long t = 0; t < L; t++) {
-        const REAL *restrict Bt = B + t * N;
-        const REAL *restrict h_prev = states + t * E * N;
-        REAL *restrict h = states + (t + 1) * E * N;
+    for (long e = 0; e < E; e++) {
+        const REAL x = raw[e] + bias[e];
+        dt[e] = x > SOFTPLUS_THRESHOLD ? x : LOG1P(EXP(x));
+    }
+}
+
+/* ---- causal depthwise convolution + SiLU ---------------------------------------------- */
+
+/* s_e = b_e + sum_k w_{k,e} xin_{t-K+1+k} at one position t of one user (x_b: that user's rows) */
+static void conv_row(long t, long E, long K, const REAL *restrict x_b, long ld_x,
+                     const REAL *restrict w, const REAL *restrict bias, REAL *restrict s)
+{
+    memcpy(s, bias, sizeof(REAL) * E);
+    for (long k = 0; k < K; k++) {
+        const long src = t - K + 1 + k;
+        if (src < 0)
+            continue;
+        const REAL *restrict xr = x_b + src * ld_x, *restrict wk = w + k * E;
+        for (long e = 0; e < E; e++)
+            s[e] += wk[e] * xr[e];
+    }
+}
+
+void conv_silu_forward(long users, long L, long E, long K, const REAL *restrict x, long ld_x,
+                       const REAL *restrict w, const REAL *restrict bias, REAL *restrict out,
+                       REAL *restrict s /* E */)
+{
+    for (long b = 0; b < users; b++)
+        for (long t = 0; t < L; t++) {
+            conv_row(t, E, K, x + b * L * ld_x, ld_x, w, bias, s);
+            REAL *restrict o = out + (b * L + t) * E;
+            for (long e = 0; e < E; e++)
+                o[e] = s[e] * sigmoid(s[e]);
+        }
+}
+
+void conv_silu_backward(long users, long L, long E, long K, const REAL *restrict x, long ld_x,
+                        const REAL *restrict w, const REAL *restrict bias,
+                        const REAL *restrict g_out, REAL *restrict g_x /* contiguous */,
+                        REAL *restrict g_w /* added to */, REAL *restrict g_b /* added to */,
+                        REAL *restrict s /* E */)
+{
+    for (long b = 0; b < users; b++) {
+        const REAL *restrict x_b = x + b * L * ld_x;
+        REAL *restrict gx_b = g_x + b * L * E;
+        memset(gx_b, 0, sizeof(REAL) * L * E);
+        for (long t = 0; t < L; t++) {
+            conv_row(t, E, K, x_b, ld_x, w, bias, s);
+            const REAL *restrict go = g_out + (b * L + t) * E;
+            for (long e = 0; e < E; e++) {   /* s <- dLoss/ds = g SiLU'(s) */
+                const REAL sg = sigmoid(s[e]);
+                s[e] = go[e] * sg * (1 + s[e] * (1 - sg));
+                g_b[e] += s[e];
+            }
+            for (long k = 0; k < K; k++) {
+                const long src = t - K + 1 + k;
+                if (src < 0)
+                    continue;
+                const REAL *restrict xr = x_b + src * ld_x, *restrict wk = w + k * E;
+                REAL *restrict gxr = gx_b + src * E, *restrict gwk = g_w + k * E;
+                for (long e = 0; e < E; e++) {
+                    gxr[e] += wk[e] * s[e];
+                    gwk[e] += xr[e] * s[e];
+                }
+            }
+        }
+    }
+}
+
+/* ---- selective scan ------------------------------------------------------------------- */
+
+void scan_forward(long users, long L, long E, long N, long chunk,
+                  const REAL *restrict delta, const REAL *restrict delta_bias,
+                  const REAL *restrict u, const REAL *restrict A,
+                  const REAL *restrict B, const REAL *restrict C, long ld_bc,
+                  const REAL *restrict D, const REAL *restrict z /* or NULL */, long ld_z,
+                  REAL *restrict y, REAL *restrict pre /* p, when z */,
+                  REAL *restrict bounds /* (users, ceil(L / chunk), E, N) */,
+                  REAL *restrict work /* E N + 2 E */)
+{
+    const long n_chunks = (L + chunk - 1) / chunk;
+    REAL *restrict h = work, *restrict dt = work + E * N, *restrict acc = dt + E;
+    for (long b = 0; b < users; b++) {
+        const REAL *restrict u_b = u + b * L * E;
+        const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
+        memset(h, 0, sizeof(REAL) * E * N);
+        for (long t = 0; t < L; t++) {
+            if (t % chunk == 0)
+                memcpy(bounds + (b * n_chunks + t / chunk) * E * N, h, sizeof(REAL) * E * N);
+            const REAL *restrict ut = u_b + t * E;
+            const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
+            softplus_row(E, delta + (b * L + t) * E, delta_bias, dt);
+            for (long e = 0; e < E; e++) {
+                const REAL d = dt[e], du = d * ut[e];
+                const REAL *restrict Ae = A + e * N;
+                REAL *restrict he = h + e * N;
+                REAL sum = 0;
+                for (long n = 0; n < N; n++) {
+                    const REAL v = EXP(d * Ae[n]) * he[n] + du * Bt[n];
+                    he[n] = v;
+                    sum += v * Ct[n];
+                }
+                acc[e] = sum;
+            }
+            REAL *restrict yt = y + (b * L + t) * E;
+            if (z) {
+                const REAL *restrict zt = z + (b * L + t) * ld_z;
+                REAL *restrict pt = pre + (b * L + t) * E;
+                for (long e = 0; e < E; e++) {
+                    pt[e] = acc[e] + D[e] * ut[e];
+                    yt[e] = pt[e] * zt[e] * sigmoid(zt[e]);
+                }
+            } else {
+                for (long e = 0; e < E; e++)
+                    yt[e] = acc[e] + D[e] * ut[e];
+            }
+        }
+    }
+}
+
+/* States h_s..h_{s+m-1} of one chunk into states[1..m] (states[0] = the bound h_{s-1}),
+ * A_bar_t into decays[0..m-1], Delta_t into dt[0..m-1] (rows of E) */
+static void chunk_states(long s, long m, long E, long N, const REAL *restrict delta_b,
+                         const REAL *restrict delta_bias, const REAL *restrict u_b,
+                         const REAL *restrict A, const REAL *restrict B_b, long ld_bc,
+                         const REAL *restrict bound, REAL *restrict states,
+                         REAL *restrict decays, REAL *restrict dt)
+{
+    memcpy(states, bound, sizeof(REAL) * E * N);
+    for (long j = 0; j < m; j++) {
+        const long t = s + j;
+        const REAL *restrict Bt = B_b + t * ld_bc;
+        const REAL *restrict h_prev = states + j * E * N;
+        REAL *restrict h = states + (j + 1) * E * N, *restrict dtj = dt + j * E;
+        softplus_row(E, delta_b + t * E, delta_bias, dtj);
         for (long e = 0; e < E; e++) {
-            const REAL dt = delta[t * E + e], du = dt * u[t * E + e];
+            const REAL d = dtj[e], du = d * u_b[t * E + e];
             const REAL *restrict Ae = A + e * N;
-            REAL *restrict a = decays + (t * E + e) * N;
+            REAL *restrict a = decays + (j * E + e) * N;
             for (long n = 0; n < N; n++) {
-                a[n] = exp_real(dt * Ae[n]);
+                a[n] = EXP(d * Ae[n]);
                 h[e * N + n] = a[n] * h_prev[e * N + n] + du * Bt[n];
             }
         }
     }
 }
 
-void scan_forward(long users, long L, long E, long N, const REAL *restrict delta,
-                  const REAL *restrict u, const REAL *restrict A, const REAL *restrict B,
-                  const REAL *restrict C, REAL *restrict y, REAL *restrict h /* E N */)
+void scan_backward(long users, long L, long E, long N, long chunk,
+                   const REAL *restrict delta, const REAL *restrict delta_bias,
+                   const REAL *restrict u, const REAL *restrict A,
+                   const REAL *restrict B, const REAL *restrict C, long ld_bc,
+                   const REAL *restrict D, const REAL *restrict z, long ld_z,
+                   const REAL *restrict pre, const REAL *restrict bounds,
+                   const REAL *restrict grad_y,
+                   REAL *restrict g_delta, REAL *restrict g_u, REAL *restrict g_B,
+                   REAL *restrict g_C, REAL *restrict g_z,
+                   REAL *restrict g_A, REAL *restrict g_D, REAL *restrict g_bias /* added to */,
+                   REAL *restrict work /* (2 chunk + 2) E N + chunk E + 3 E */)
 {
+    const long n_chunks = (L + chunk - 1) / chunk;
+    REAL *restrict states = work;                       /* (chunk + 1) E N */
+    REAL *restrict decays = states + (chunk + 1) * E * N;  /* chunk E N */
+    REAL *restrict G = decays + chunk * E * N;          /* E N */
+    REAL *restrict dt = G + E * N;                      /* chunk E */
+    REAL *restrict g = dt + chunk * E;                  /* E: dLoss/dp_t */
+    REAL *restrict sum_GB = g + E, *restrict sum_gdA_A = sum_GB + E;
     for (long b = 0; b < users; b++) {
         const REAL *restrict d_b = delta + b * L * E, *restrict u_b = u + b * L * E;
-        const REAL *restrict B_b = B + b * L * N, *restrict C_b = C + b * L * N;
-        REAL *restrict y_b = y + b * L * E;
-        memset(h, 0, sizeof(REAL) * E * N);
-        for (long t = 0; t < L; t++) {
-            for (long e = 0; e < E; e++) {
-                const REAL dt = d_b[t * E + e], du = dt * u_b[t * E + e];
-                const REAL *restrict Ae = A + e * N;
-                REAL *restrict he = h + e * N;
-                REAL acc = 0;
-                for (long n = 0; n < N; n++) {
-                    const REAL v = exp_real(dt * Ae[n]) * he[n] + du * B_b[t * N + n];
-                    he[n] = v;
-                    acc += v * C_b[t * N + n];
-                }
-                y_b[t * E + e] = acc;
-            }
-        }
-    }
-}
-
-void scan_backward(long users, long L, long E, long N, const REAL *restrict delta,
-                   const REAL *restrict u, const REAL *restrict A, const REAL *restrict B,
-                   const REAL *restrict C, const REAL *restrict grad_y,
-                   REAL *restrict g_delta, REAL *restrict g_u, REAL *restrict g_A /* added to */,
-                   REAL *restrict g_B, REAL *restrict g_C,
-                   REAL *restrict states /* (L + 1) E N */, REAL *restrict G /* E N */, REAL *restrict decays)
-{
-    for (long b = 0; b < users; b++) {
-        const REAL *restrict d_b = delta + b * L * E, *restrict u_b = u + b * L * E;
-        const REAL *restrict B_b = B + b * L * N, *restrict C_b = C + b * L * N;
-        const REAL *restrict gy_b = grad_y + b * L * E;
-        user_states(L, E, N, d_b, u_b, A, B_b, states, decays);
+        const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
         memset(G, 0, sizeof(REAL) * E * N);
         memset(g_B + b * L * N, 0, sizeof(REAL) * L * N);
         memset(g_C + b * L * N, 0, sizeof(REAL) * L * N);
-        for (long t = L - 1; t >= 0; t--) {
-            const REAL *restrict Bt = B_b + t * N, *restrict Ct = C_b + t * N;
-            const REAL *restrict h = states + (t + 1) * E * N, *restrict h_prev = states + t * E * N;
-            REAL *restrict gBt = g_B + (b * L + t) * N, *restrict gCt = g_C + (b * L + t) * N;
-            for (long e = 0; e < E; e++) {
-                const REAL dt = d_b[t * E + e], ut = u_b[t * E + e], du = dt * ut;
-                const REAL gy = gy_b[t * E + e];
-                const REAL *restrict Ae = A + e * N;
-                REAL *restrict Ge = G + e * N, *restrict gAe = g_A + e * N;
-                REAL sum_GB = 0, sum_gdA_A = 0;
-                for (long n = 0; n < N; n++) {
-                    const REAL g = Ge[n] + gy * Ct[n];          /* G_t */
-                    const REAL a = decays[(t * E + e) * N + n];  /* A_bar_t */
-                    const REAL g_dA = g * a * h_prev[e * N + n]; /* dLoss/d(Delta_t A) */
-                    gCt[n] += gy * h[e * N + n];
-                    gBt[n] += g * du;
-                    sum_GB += g * Bt[n];
-                    sum_gdA_A += g_dA * Ae[n];
-                    gAe[n] += g_dA * dt;
-                    Ge[n] = a * g;                              /* A_bar_t G_t, for t - 1 */
+        for (long k = n_chunks - 1; k >= 0; k--) {
+            const long s = k * chunk, m = (L - s < chunk) ? L - s : chunk;
+            chunk_states(s, m, E, N, d_b, delta_bias, u_b, A, B_b, ld_bc,
+                         bounds + (b * n_chunks + k) * E * N, states, decays, dt);
+            for (long j = m - 1; j >= 0; j--) {
+                const long t = s + j, row = (b * L + t) * E;
+                const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
+                const REAL *restrict h = states + (j + 1) * E * N, *restrict h_prev = states + j * E * N;
+                const REAL *restrict ut = u_b + t * E, *restrict dtj = dt + j * E;
+                REAL *restrict gBt = g_B + (b * L + t) * N, *restrict gCt = g_C + (b * L + t) * N;
+                if (z) {   /* g = grad_y SiLU(z); dz = grad_y p SiLU'(z) */
+                    const REAL *restrict zt = z + (b * L + t) * ld_z;
+                    for (long e = 0; e < E; e++) {
+                        const REAL sz = sigmoid(zt[e]);
+                        g[e] = grad_y[row + e] * zt[e] * sz;
+                        g_z[row + e] = grad_y[row + e] * pre[row + e] * sz * (1 + zt[e] * (1 - sz));
+                    }
+                } else {
+                    memcpy(g, grad_y + row, sizeof(REAL) * E);
                 }
-                g_u[(b * L + t) * E + e] = dt * sum_GB;
-                g_delta[(b * L + t) * E + e] = ut * sum_GB + sum_gdA_A;
+                for (long e = 0; e < E; e++) {
+                    const REAL d = dtj[e], du = d * ut[e], ge = g[e];
+                    const REAL *restrict Ae = A + e * N, *restrict a = decays + (j * E + e) * N;
+                    const REAL *restrict he = h + e * N, *restrict hpe = h_prev + e * N;
+                    REAL *restrict Ge = G + e * N, *restrict gAe = g_A + e * N;
+                    REAL GB = 0, gdA_A = 0;
+                    for (long n = 0; n < N; n++) {
+                        const REAL Gn = Ge[n] + ge * Ct[n];      /* G_t */
+                        const REAL g_dA = Gn * a[n] * hpe[n];     /* dLoss/d(Delta_t A) */
+                        gCt[n] += ge * he[n];
+                        gBt[n] += Gn * du;
+                        GB += Gn * Bt[n];
+                        gdA_A += g_dA * Ae[n];
+                        gAe[n] += g_dA * d;
+                        Ge[n] = a[n] * Gn;                       /* A_bar_t G_t, for t - 1 */
+                    }
+                    sum_GB[e] = GB;
+                    sum_gdA_A[e] = gdA_A;
+                }
+                const REAL *restrict raw = d_b + t * E;
+                for (long e = 0; e < E; e++) {
+                    const REAL x = raw[e] + delta_bias[e];
+                    const REAL g_dt = ut[e] * sum_GB[e] + sum_gdA_A[e];
+                    const REAL gd = x > SOFTPLUS_THRESHOLD ? g_dt : g_dt * sigmoid(x);
+                    g_delta[row + e] = gd;
+                    g_bias[e] += gd;
+                    g_u[row + e] = dtj[e] * sum_GB[e] + D[e] * g[e];
+                    g_D[e] += g[e] * ut[e];
+                }
             }
         }
     }

@@ -6,6 +6,8 @@
                       recomputation with the gap dropout  vs  no recomputation (same masks replayed)
   models/mamba4rec.py `selective_scan` (chunked, buffers)  vs  `selective_scan_ref` (the loop)
   models/cpu_scan.py  the compiled CPU scan (C, one user at a time)  vs  `selective_scan_ref`
+                      the compiled conv + SiLU  vs  F.conv1d + F.silu (MambaBlock's PyTorch path)
+                      MambaBlock with both  vs  MambaBlock without (use_kernels=False)
 
 Speed is measured by benchmarks/train_throughput.py, never asserted here.
 """
@@ -248,11 +250,22 @@ needs_compiler = pytest.mark.skipif(not cpu_scan.available(torch.float64),
 
 
 @needs_compiler
-@pytest.mark.parametrize("batch,L,threads", [(1, 1, 1), (2, 17, 1), (5, 40, 1), (5, 40, 2), (3, 9, 4)])
-def test_compiled_scan_equals_the_loop_values_and_gradients(batch, L, threads):
-    """float64 build; users split over 1, 2 or 4 threads (5 users -> 2 + 3; 3 users over 4
-    threads -> 3 groups of one), the dA partial sums of the groups added."""
+@pytest.mark.parametrize("batch,L,threads,chunk", [(1, 1, 1, 0), (2, 17, 1, 0), (5, 40, 1, 0),
+                                                  (5, 40, 2, 0), (3, 9, 4, 0), (2, 17, 1, 5),
+                                                  (3, 40, 2, 8), (2, 9, 1, 1)])
+@pytest.mark.parametrize("gate_and_bias", [True, False])
+def test_compiled_scan_equals_the_loop_values_and_gradients(batch, L, threads, chunk,
+                                                            gate_and_bias, monkeypatch):
+    """float64 build, softplus, D skip and gate included (or no z and no delta_bias); users
+    split over 1, 2 or 4 threads (5 users -> 2 + 3; 3 users over 4 threads -> 3 groups of
+    one), the per-channel partial sums of the groups added. chunk 0 keeps the default chunk
+    (longer than these windows); 5, 8 and 1 make backward recompute 17 and 40 positions in
+    chunks that do not divide them, from the states the forward kept."""
+    if chunk:   # bytes of states + decays that give `chunk` positions at E 6, N 4, float64
+        monkeypatch.setattr(cpu_scan, "CHUNK_BYTES", 2 * 6 * 4 * 8 * chunk)
     x = scan_inputs(batch, L, 6, 4, seed=L + batch)
+    if not gate_and_bias:
+        x = {k: v for k, v in x.items() if k not in ("z", "delta_bias")}
     w = torch.randn(batch, L, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
     outs = []
     torch.set_num_threads(threads)
@@ -263,6 +276,66 @@ def test_compiled_scan_equals_the_loop_values_and_gradients(batch, L, threads):
     finally:
         torch.set_num_threads(1)
     for name, slow, fast in zip(["y"] + list(x), *outs):
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-11, msg=name)
+
+
+@needs_compiler
+def test_compiled_scan_reads_B_C_and_z_as_column_slices_of_wider_rows():
+    """MambaBlock's B, C (of x_proj's output) and z (of in_proj's) are views with a row stride
+    wider than their width: the kernel reads them in place, with the values of copies."""
+    x = scan_inputs(3, 11, 6, 4, seed=5)
+    wide = torch.randn(3, 11, 2 + 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    xz = torch.randn(3, 11, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    x["B"], x["C"], x["z"] = wide[..., 2:6], wide[..., 6:], xz[..., 6:]
+    assert not x["B"].is_contiguous() and not x["z"].is_contiguous()
+    copies = {k: v.contiguous() for k, v in x.items()}
+    torch.testing.assert_close(selective_scan(**x, compiled=True), selective_scan_ref(**copies),
+                               rtol=1e-10, atol=1e-11)
+
+
+@needs_compiler
+@pytest.mark.parametrize("batch,L,E,K,threads", [(2, 9, 5, 4, 1), (5, 3, 8, 4, 2), (3, 12, 6, 1, 3),
+                                                 (1, 1, 4, 4, 1)])
+def test_compiled_conv_silu_equals_conv1d_values_and_gradients(batch, L, E, K, threads):
+    """SiLU(causal depthwise conv) as MambaBlock's PyTorch path computes it (Conv1d padded
+    K - 1 on both sides, the first L outputs kept); the input a column slice of in_proj's
+    output (row stride 2E), as in the block; windows shorter than the kernel included."""
+    g = torch.Generator().manual_seed(L + E)
+    xz = torch.randn(batch, L, 2 * E, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(E, K, dtype=torch.float64, generator=g, requires_grad=True)
+    bias = torch.randn(E, dtype=torch.float64, generator=g, requires_grad=True)
+    weights = torch.randn(batch, L, E, dtype=torch.float64, generator=g)
+    conv1d = lambda x: F.silu(F.conv1d(x.transpose(1, 2), w[:, None], bias, padding=K - 1,
+                                       groups=E)[..., :L]).transpose(1, 2)
+    outs = []
+    torch.set_num_threads(threads)
+    try:
+        for fn in (conv1d, lambda x: cpu_scan.ConvSiLU.apply(x, w, bias)):
+            y = fn(xz[..., :E])
+            outs.append([y] + list(torch.autograd.grad((y * weights).sum(), [xz, w, bias])))
+    finally:
+        torch.set_num_threads(1)
+    for name, slow, fast in zip(["y", "x", "w", "bias"], *outs):
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-11, msg=name)
+
+
+@needs_compiler
+@pytest.mark.parametrize("L", [1, 3, 40])
+def test_mamba_block_with_the_compiled_kernels_equals_its_pytorch_path(L):
+    """The whole block, float64: output and the gradients of its input and every parameter
+    (in_proj, conv, x_proj, dt_proj with its bias, A_log, D, out_proj)."""
+    from models.mamba4rec import Config
+    torch.manual_seed(L)
+    compiled = MambaBlock(Config(hidden_size=8, d_state=4, use_kernels=True)).double()
+    plain = MambaBlock(Config(hidden_size=8, d_state=4, use_kernels=False)).double()
+    plain.load_state_dict(compiled.state_dict())
+    u = torch.randn(3, L, 8, dtype=torch.float64, requires_grad=True)
+    outs = []
+    for block in (plain, compiled):
+        y = block(u)
+        outs.append([y] + list(torch.autograd.grad(y.square().sum(), [u, *block.parameters()])))
+    names = ["y", "u"] + [n for n, _ in compiled.named_parameters()]
+    for name, slow, fast in zip(names, *outs):
         torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-11, msg=name)
 
 
@@ -281,16 +354,18 @@ def test_compiled_scan_in_float32_and_bf16_is_within_float32_rounding_of_the_loo
 
 @needs_compiler
 @pytest.mark.parametrize("use_kernels", [True, False])
-def test_mamba_block_on_cpu_takes_the_compiled_scan_exactly_when_use_kernels(use_kernels, monkeypatch):
+def test_mamba_block_on_cpu_takes_the_compiled_kernels_exactly_when_use_kernels(use_kernels, monkeypatch):
     from models.mamba4rec import Config
     calls = []
-    real = cpu_scan.CompiledScan.apply
-    monkeypatch.setattr(cpu_scan.CompiledScan, "apply", lambda *a: calls.append(1) or real(*a))
+    for kernel in (cpu_scan.CompiledScan, cpu_scan.ConvSiLU):
+        real = kernel.apply
+        monkeypatch.setattr(kernel, "apply", lambda *a, real=real, name=kernel.__name__:
+                            calls.append(name) or real(*a))
     torch.manual_seed(0)
     block = MambaBlock(Config(hidden_size=8, d_state=4, use_kernels=use_kernels)).double()
     u = torch.randn(2, 7, 8, dtype=torch.float64, requires_grad=True)
     block(u).sum().backward()
-    assert len(calls) == int(use_kernels)
+    assert sorted(calls) == (["CompiledScan", "ConvSiLU"] if use_kernels else [])
 
 
 def test_a_failed_build_warns_leaves_no_library_and_the_scan_falls_back(tmp_path, monkeypatch):
