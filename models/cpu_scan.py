@@ -191,7 +191,8 @@ class CompiledScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, delta, delta_bias, u, A, B, C, D, z):
-        delta, u, A, D, delta_bias = (t.contiguous() for t in (delta, u, A, D, delta_bias))
+        delta, u, D, delta_bias = (t.contiguous() for t in (delta, u, D, delta_bias))
+        A_t = A.t().contiguous()                                        # (N, E): the kernel's state layout
         (B, ld_b), (C, ld_c) = _rows(B), _rows(C)
         if ld_b != ld_c:   # one row stride for both: B, C are normally slices of one x_proj output
             (B, ld_b), (C, ld_c) = _rows(B.contiguous()), _rows(C.contiguous())
@@ -202,48 +203,48 @@ class CompiledScan(torch.autograd.Function):
         lib = _library(u.dtype)
         y = torch.empty_like(u)
         pre = torch.empty_like(u) if z is not None else u.new_empty(0)
-        bounds = u.new_empty(batch, -(-L // chunk), E, N)
+        bounds = u.new_empty(batch, -(-L // chunk), N, E)
 
         def run(g: slice) -> None:
             work = u.new_empty(E * N + 2 * E)
             lib.scan_forward(*_long(g.stop - g.start, L, E, N, chunk), _ptr(delta[g]),
-                             _ptr(delta_bias), _ptr(u[g]), _ptr(A), _ptr(B[g]), _ptr(C[g]),
+                             _ptr(delta_bias), _ptr(u[g]), _ptr(A_t), _ptr(B[g]), _ptr(C[g]),
                              ctypes.c_long(ld_b), _ptr(D), _null_or(None if z is None else z[g]),
                              ctypes.c_long(ld_z), _ptr(y[g]), _ptr(pre[g]) if z is not None else None,
                              _ptr(bounds[g]), _ptr(work))
 
         _run_groups(run, _groups(batch))
         ctx.chunk = chunk
-        ctx.save_for_backward(delta, delta_bias, u, A, B, C, D, z, pre, bounds)
+        ctx.save_for_backward(delta, delta_bias, u, A_t, B, C, D, z, pre, bounds)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        delta, delta_bias, u, A, B, C, D, z, pre, bounds = ctx.saved_tensors
+        delta, delta_bias, u, A_t, B, C, D, z, pre, bounds = ctx.saved_tensors
         (B, ld_b), (C, _) = _rows(B), _rows(C)
         z, ld_z = _rows(z) if z is not None else (None, 0)
         batch, L, E = u.shape
-        N, chunk = A.size(1), ctx.chunk
+        N, chunk = A_t.size(0), ctx.chunk
         lib = _library(u.dtype)
         grad_y = grad_y.contiguous()
         g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
         g_B, g_C = u.new_empty(batch, L, N), u.new_empty(batch, L, N)
         g_z = torch.empty_like(u) if z is not None else None
         groups = _groups(batch)
-        g_A, g_D, g_bias = (u.new_zeros(len(groups), *t.shape) for t in (A, D, delta_bias))
+        g_A_t, g_D, g_bias = (u.new_zeros(len(groups), *t.shape) for t in (A_t, D, delta_bias))
         work_size = (2 * chunk + 2) * E * N + chunk * E + 3 * E
 
         def run(i_g: tuple[int, slice]) -> None:
             i, g = i_g
             work = u.new_empty(work_size)
             lib.scan_backward(*_long(g.stop - g.start, L, E, N, chunk), _ptr(delta[g]),
-                              _ptr(delta_bias), _ptr(u[g]), _ptr(A), _ptr(B[g]), _ptr(C[g]),
+                              _ptr(delta_bias), _ptr(u[g]), _ptr(A_t), _ptr(B[g]), _ptr(C[g]),
                               ctypes.c_long(ld_b), _ptr(D),
                               _null_or(None if z is None else z[g]), ctypes.c_long(ld_z),
                               _null_or(pre[g] if z is not None else None), _ptr(bounds[g]),
                               _ptr(grad_y[g]), _ptr(g_delta[g]), _ptr(g_u[g]), _ptr(g_B[g]),
                               _ptr(g_C[g]), _null_or(None if g_z is None else g_z[g]),
-                              _ptr(g_A[i]), _ptr(g_D[i]), _ptr(g_bias[i]), _ptr(work))
+                              _ptr(g_A_t[i]), _ptr(g_D[i]), _ptr(g_bias[i]), _ptr(work))
 
         _run_groups(run, list(enumerate(groups)))
-        return g_delta, g_bias.sum(0), g_u, g_A.sum(0), g_B, g_C, g_D.sum(0), g_z
+        return g_delta, g_bias.sum(0), g_u, g_A_t.sum(0).t(), g_B, g_C, g_D.sum(0), g_z

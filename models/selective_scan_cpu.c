@@ -35,11 +35,37 @@
 typedef double REAL;
 #define EXP exp
 #define LOG1P log1p
+#define STATE_EXP exp
 #else
 typedef float REAL;
 #define EXP expf
 #define LOG1P log1pf
+#define STATE_EXP inline_expf
 #endif
+
+/* exp in float32 for the decays exp(Delta A) of the state loops, inlined so that the loops
+ * over n stay free of calls: exp(x) = 2^k e^r, k = round(x / ln 2), r = x - k ln 2 (ln 2 in two
+ * parts), e^r by its Taylor polynomial of degree 7 (|r| <= ln 2 / 2: relative error < 1e-8,
+ * under float32 rounding). x is clamped to [-87, 88], where 2^k is a normal float: a decay
+ * below e^-87 = 1.6e-38 reads 1.6e-38 instead of a subnormal or zero, which changes no state by
+ * more than that. The float64 build (the tests') uses libm's exp. */
+static inline float inline_expf(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float k = __builtin_roundf(x * 1.44269504088896341f);
+    float r = __builtin_fmaf(k, -0.693145751953125f, x);
+    r = __builtin_fmaf(k, -1.42860682030941723212e-6f, r);
+    float p = 1.0f / 5040;
+    p = __builtin_fmaf(p, r, 1.0f / 720);
+    p = __builtin_fmaf(p, r, 1.0f / 120);
+    p = __builtin_fmaf(p, r, 1.0f / 24);
+    p = __builtin_fmaf(p, r, 1.0f / 6);
+    p = __builtin_fmaf(p, r, 0.5f);
+    p = __builtin_fmaf(p, r, 1.0f);
+    p = __builtin_fmaf(p, r, 1.0f);
+    union { int i; float f; } scale = { .i = ((int)k + 127) << 23 };
+    return p * scale.f;
+}
 
 #define SOFTPLUS_THRESHOLD 20   /* PyTorch's softplus returns x itself above it */
 
@@ -122,75 +148,71 @@ void conv_silu_backward(long users, long L, long E, long K, const REAL *restrict
 
 void scan_forward(long users, long L, long E, long N, long chunk,
                   const REAL *restrict delta, const REAL *restrict delta_bias,
-                  const REAL *restrict u, const REAL *restrict A,
+                  const REAL *restrict u, const REAL *restrict A_t /* (N, E) */,
                   const REAL *restrict B, const REAL *restrict C, long ld_bc,
                   const REAL *restrict D, const REAL *restrict z /* or NULL */, long ld_z,
                   REAL *restrict y, REAL *restrict pre /* p, when z */,
-                  REAL *restrict bounds /* (users, ceil(L / chunk), E, N) */,
-                  REAL *restrict work /* E N + 2 E */)
+                  REAL *restrict bounds /* (users, ceil(L / chunk), N, E) */,
+                  REAL *restrict work /* N E + 2 E */)
 {
     const long n_chunks = (L + chunk - 1) / chunk;
-    REAL *restrict h = work, *restrict dt = work + E * N, *restrict acc = dt + E;
+    REAL *restrict h = work, *restrict dt = work + N * E, *restrict p = dt + E;
     for (long b = 0; b < users; b++) {
         const REAL *restrict u_b = u + b * L * E;
         const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
-        memset(h, 0, sizeof(REAL) * E * N);
+        memset(h, 0, sizeof(REAL) * N * E);
         for (long t = 0; t < L; t++) {
             if (t % chunk == 0)
-                memcpy(bounds + (b * n_chunks + t / chunk) * E * N, h, sizeof(REAL) * E * N);
+                memcpy(bounds + (b * n_chunks + t / chunk) * N * E, h, sizeof(REAL) * N * E);
             const REAL *restrict ut = u_b + t * E;
             const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
             softplus_row(E, delta + (b * L + t) * E, delta_bias, dt);
-            for (long e = 0; e < E; e++) {
-                const REAL d = dt[e], du = d * ut[e];
-                const REAL *restrict Ae = A + e * N;
-                REAL *restrict he = h + e * N;
-                REAL sum = 0;
-                for (long n = 0; n < N; n++) {
-                    const REAL v = EXP(d * Ae[n]) * he[n] + du * Bt[n];
-                    he[n] = v;
-                    sum += v * Ct[n];
+            for (long e = 0; e < E; e++)
+                p[e] = D[e] * ut[e];
+            for (long n = 0; n < N; n++) {
+                const REAL Bn = Bt[n], Cn = Ct[n];
+                const REAL *restrict An = A_t + n * E;
+                REAL *restrict hn = h + n * E;
+                for (long e = 0; e < E; e++) {
+                    const REAL v = STATE_EXP(dt[e] * An[e]) * hn[e] + dt[e] * ut[e] * Bn;
+                    hn[e] = v;
+                    p[e] += v * Cn;
                 }
-                acc[e] = sum;
             }
             REAL *restrict yt = y + (b * L + t) * E;
             if (z) {
                 const REAL *restrict zt = z + (b * L + t) * ld_z;
-                REAL *restrict pt = pre + (b * L + t) * E;
-                for (long e = 0; e < E; e++) {
-                    pt[e] = acc[e] + D[e] * ut[e];
-                    yt[e] = pt[e] * zt[e] * sigmoid(zt[e]);
-                }
-            } else {
+                memcpy(pre + (b * L + t) * E, p, sizeof(REAL) * E);
                 for (long e = 0; e < E; e++)
-                    yt[e] = acc[e] + D[e] * ut[e];
+                    yt[e] = p[e] * zt[e] * sigmoid(zt[e]);
+            } else {
+                memcpy(yt, p, sizeof(REAL) * E);
             }
         }
     }
 }
 
 /* States h_s..h_{s+m-1} of one chunk into states[1..m] (states[0] = the bound h_{s-1}),
- * A_bar_t into decays[0..m-1], Delta_t into dt[0..m-1] (rows of E) */
+ * A_bar_t into decays[0..m-1] (each N x E), Delta_t into dt[0..m-1] (rows of E) */
 static void chunk_states(long s, long m, long E, long N, const REAL *restrict delta_b,
                          const REAL *restrict delta_bias, const REAL *restrict u_b,
-                         const REAL *restrict A, const REAL *restrict B_b, long ld_bc,
+                         const REAL *restrict A_t, const REAL *restrict B_b, long ld_bc,
                          const REAL *restrict bound, REAL *restrict states,
                          REAL *restrict decays, REAL *restrict dt)
 {
-    memcpy(states, bound, sizeof(REAL) * E * N);
+    memcpy(states, bound, sizeof(REAL) * N * E);
     for (long j = 0; j < m; j++) {
         const long t = s + j;
-        const REAL *restrict Bt = B_b + t * ld_bc;
-        const REAL *restrict h_prev = states + j * E * N;
-        REAL *restrict h = states + (j + 1) * E * N, *restrict dtj = dt + j * E;
+        const REAL *restrict Bt = B_b + t * ld_bc, *restrict ut = u_b + t * E;
+        REAL *restrict dtj = dt + j * E;
         softplus_row(E, delta_b + t * E, delta_bias, dtj);
-        for (long e = 0; e < E; e++) {
-            const REAL d = dtj[e], du = d * u_b[t * E + e];
-            const REAL *restrict Ae = A + e * N;
-            REAL *restrict a = decays + (j * E + e) * N;
-            for (long n = 0; n < N; n++) {
-                a[n] = EXP(d * Ae[n]);
-                h[e * N + n] = a[n] * h_prev[e * N + n] + du * Bt[n];
+        for (long n = 0; n < N; n++) {
+            const REAL Bn = Bt[n];
+            const REAL *restrict An = A_t + n * E, *restrict h_prev = states + (j * N + n) * E;
+            REAL *restrict a = decays + (j * N + n) * E, *restrict h = states + ((j + 1) * N + n) * E;
+            for (long e = 0; e < E; e++) {
+                a[e] = STATE_EXP(dtj[e] * An[e]);
+                h[e] = a[e] * h_prev[e] + dtj[e] * ut[e] * Bn;
             }
         }
     }
@@ -198,39 +220,36 @@ static void chunk_states(long s, long m, long E, long N, const REAL *restrict de
 
 void scan_backward(long users, long L, long E, long N, long chunk,
                    const REAL *restrict delta, const REAL *restrict delta_bias,
-                   const REAL *restrict u, const REAL *restrict A,
+                   const REAL *restrict u, const REAL *restrict A_t /* (N, E) */,
                    const REAL *restrict B, const REAL *restrict C, long ld_bc,
                    const REAL *restrict D, const REAL *restrict z, long ld_z,
                    const REAL *restrict pre, const REAL *restrict bounds,
                    const REAL *restrict grad_y,
                    REAL *restrict g_delta, REAL *restrict g_u, REAL *restrict g_B,
                    REAL *restrict g_C, REAL *restrict g_z,
-                   REAL *restrict g_A, REAL *restrict g_D, REAL *restrict g_bias /* added to */,
-                   REAL *restrict work /* (2 chunk + 2) E N + chunk E + 3 E */)
+                   REAL *restrict g_A_t /* (N, E), added to */, REAL *restrict g_D,
+                   REAL *restrict g_bias /* added to */,
+                   REAL *restrict work /* (2 chunk + 2) N E + chunk E + 3 E */)
 {
     const long n_chunks = (L + chunk - 1) / chunk;
-    REAL *restrict states = work;                       /* (chunk + 1) E N */
-    REAL *restrict decays = states + (chunk + 1) * E * N;  /* chunk E N */
-    REAL *restrict G = decays + chunk * E * N;          /* E N */
-    REAL *restrict dt = G + E * N;                      /* chunk E */
+    REAL *restrict states = work;                       /* (chunk + 1) N E */
+    REAL *restrict decays = states + (chunk + 1) * N * E;  /* chunk N E */
+    REAL *restrict G = decays + chunk * N * E;          /* N E */
+    REAL *restrict dt = G + N * E;                      /* chunk E */
     REAL *restrict g = dt + chunk * E;                  /* E: dLoss/dp_t */
     REAL *restrict sum_GB = g + E, *restrict sum_gdA_A = sum_GB + E;
     for (long b = 0; b < users; b++) {
         const REAL *restrict d_b = delta + b * L * E, *restrict u_b = u + b * L * E;
         const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
-        memset(G, 0, sizeof(REAL) * E * N);
-        memset(g_B + b * L * N, 0, sizeof(REAL) * L * N);
-        memset(g_C + b * L * N, 0, sizeof(REAL) * L * N);
+        memset(G, 0, sizeof(REAL) * N * E);
         for (long k = n_chunks - 1; k >= 0; k--) {
             const long s = k * chunk, m = (L - s < chunk) ? L - s : chunk;
-            chunk_states(s, m, E, N, d_b, delta_bias, u_b, A, B_b, ld_bc,
-                         bounds + (b * n_chunks + k) * E * N, states, decays, dt);
+            chunk_states(s, m, E, N, d_b, delta_bias, u_b, A_t, B_b, ld_bc,
+                         bounds + (b * n_chunks + k) * N * E, states, decays, dt);
             for (long j = m - 1; j >= 0; j--) {
                 const long t = s + j, row = (b * L + t) * E;
                 const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
-                const REAL *restrict h = states + (j + 1) * E * N, *restrict h_prev = states + j * E * N;
                 const REAL *restrict ut = u_b + t * E, *restrict dtj = dt + j * E;
-                REAL *restrict gBt = g_B + (b * L + t) * N, *restrict gCt = g_C + (b * L + t) * N;
                 if (z) {   /* g = grad_y SiLU(z); dz = grad_y p SiLU'(z) */
                     const REAL *restrict zt = z + (b * L + t) * ld_z;
                     for (long e = 0; e < E; e++) {
@@ -241,24 +260,28 @@ void scan_backward(long users, long L, long E, long N, long chunk,
                 } else {
                     memcpy(g, grad_y + row, sizeof(REAL) * E);
                 }
-                for (long e = 0; e < E; e++) {
-                    const REAL d = dtj[e], du = d * ut[e], ge = g[e];
-                    const REAL *restrict Ae = A + e * N, *restrict a = decays + (j * E + e) * N;
-                    const REAL *restrict he = h + e * N, *restrict hpe = h_prev + e * N;
-                    REAL *restrict Ge = G + e * N, *restrict gAe = g_A + e * N;
-                    REAL GB = 0, gdA_A = 0;
-                    for (long n = 0; n < N; n++) {
-                        const REAL Gn = Ge[n] + ge * Ct[n];      /* G_t */
-                        const REAL g_dA = Gn * a[n] * hpe[n];     /* dLoss/d(Delta_t A) */
-                        gCt[n] += ge * he[n];
-                        gBt[n] += Gn * du;
-                        GB += Gn * Bt[n];
-                        gdA_A += g_dA * Ae[n];
-                        gAe[n] += g_dA * d;
-                        Ge[n] = a[n] * Gn;                       /* A_bar_t G_t, for t - 1 */
+                memset(sum_GB, 0, sizeof(REAL) * E);
+                memset(sum_gdA_A, 0, sizeof(REAL) * E);
+                for (long n = 0; n < N; n++) {
+                    const REAL Bn = Bt[n], Cn = Ct[n];
+                    const REAL *restrict An = A_t + n * E, *restrict a = decays + (j * N + n) * E;
+                    const REAL *restrict h = states + ((j + 1) * N + n) * E;
+                    const REAL *restrict h_prev = states + (j * N + n) * E;
+                    REAL *restrict Gn = G + n * E, *restrict gAn = g_A_t + n * E;
+                    REAL gC = 0, gB = 0;
+#pragma GCC ivdep   /* the rows are distinct parts of `work`: gcc cannot tell from block-scope restrict */
+                    for (long e = 0; e < E; e++) {
+                        const REAL Gv = Gn[e] + g[e] * Cn;           /* G_t */
+                        const REAL g_dA = Gv * a[e] * h_prev[e];     /* dLoss/d(Delta_t A) */
+                        gC += g[e] * h[e];
+                        gB += Gv * dtj[e] * ut[e];
+                        sum_GB[e] += Gv * Bn;
+                        sum_gdA_A[e] += g_dA * An[e];
+                        gAn[e] += g_dA * dtj[e];
+                        Gn[e] = a[e] * Gv;                          /* A_bar_t G_t, for t - 1 */
                     }
-                    sum_GB[e] = GB;
-                    sum_gdA_A[e] = gdA_A;
+                    g_C[(b * L + t) * N + n] = gC;
+                    g_B[(b * L + t) * N + n] = gB;
                 }
                 const REAL *restrict raw = d_b + t * E;
                 for (long e = 0; e < E; e++) {
