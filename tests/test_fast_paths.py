@@ -280,6 +280,27 @@ def test_compiled_scan_equals_the_loop_values_and_gradients(batch, L, threads, c
 
 
 @needs_compiler
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_compiled_scan_past_softplus_threshold_and_exp_underflow_equals_the_loop(dtype, tol):
+    """Delta inputs above 20 (softplus returns its input there, and so must its gradient) and
+    decays exp(Delta A) down to e^-250, below float32's smallest normal: the float32 build's
+    inlined exp reads 1.6e-38 there instead of 0, which must not show in y or the gradients."""
+    x = scan_inputs(2, 12, 6, 4, seed=7)
+    with torch.no_grad():
+        x["delta"][:, ::3] += 25.0
+        x["A"].mul_(3.0)                                           # A down to -9: Delta A to -250
+    x = {k: v.detach().to(dtype).requires_grad_() for k, v in x.items()}
+    w = torch.randn(2, 12, 6, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    outs = []
+    for fn in (lambda: selective_scan_ref(**{k: v.double() for k, v in x.items()}),
+               lambda: selective_scan(**x, compiled=True).double()):
+        y = fn()
+        outs.append([y] + list(torch.autograd.grad((y * w.double()).sum(), list(x.values()))))
+    for name, slow, fast in zip(["y"] + list(x), *outs):
+        torch.testing.assert_close(fast.double(), slow.double(), rtol=tol, atol=tol, msg=name)
+
+
+@needs_compiler
 def test_compiled_scan_reads_B_C_and_z_as_column_slices_of_wider_rows():
     """MambaBlock's B, C (of x_proj's output) and z (of in_proj's) are views with a row stride
     wider than their width: the kernel reads them in place, with the values of copies."""
