@@ -89,7 +89,9 @@ tests/test_recgrela.py checks the default against the reference file itself (sam
 same outputs to fp32 rounding) when that checkout is present, and every variant against a
 slow float64 loop reference.
 Fast path: `causal_conv1d_fn` (package causal-conv1d) for the local shortcut on CUDA when
-installed, exactly as the reference; pure PyTorch everywhere else.
+installed, exactly as the reference; on a CPU the compiled conv + SiLU of models/cpu_scan.py
+(`ConvSiLU`, Mamba's) when a C compiler is present; pure PyTorch otherwise (`fast_kernels`
+False, or no compiler).
 Training-step costs that are not the model's maths, removed (torch.profiler, issue 28; each
 beside its explicit form, tests/test_fast_paths.py compares them in float64, values and
 gradients):
@@ -115,6 +117,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from models import cpu_scan
 from models.base import ACTIVATIONS, Dropout, SequentialRecommender, recbole_init
 from models.linear_attention import causal_linear_attention
 
@@ -149,7 +152,7 @@ class Config:
     chunk_size: int = 64           # causal variant: positions per chunk
     recompute: bool = False        # activation recomputation in backward (memory, not maths)
     group_tokens: int = 4096       # CPU: users go through a block in groups of <= this many positions
-    fast_kernels: bool = True      # use causal_conv1d_fn on CUDA when installed
+    fast_kernels: bool = True      # local shortcut: causal_conv1d_fn on CUDA when installed, the compiled conv on CPU
 
     def __post_init__(self):
         rotary = self.position_encoding in ("rope", "learnable")
@@ -333,6 +336,10 @@ class RELA(nn.Module):
         w, b = self.conv.weight.squeeze(1), self.conv.bias              # (D, k), (D,)
         if causal_conv1d_fn is not None and v.is_cuda and self.cfg.fast_kernels:
             return causal_conv1d_fn(v.transpose(1, 2), w, b, activation="silu").transpose(1, 2)
+        dtype = torch.float64 if v.dtype == torch.float64 else torch.float32
+        if not v.is_cuda and self.cfg.fast_kernels and cpu_scan.available(dtype):
+            # Mamba's compiled conv + SiLU (one pass each way; float32 under bf16 autocast)
+            return cpu_scan.ConvSiLU.apply(v.to(dtype), w.to(dtype), b.to(dtype))  # (B, L, D)
         # Pure path in the [B, L, D] layout: sum of k shifted copies. PyTorch's CPU depthwise
         # Conv1d backward is ~100x slower than this; the left padding of k-1 zeros makes output
         # t see inputs t-k+1 .. t, which is what the CUDA kernel computes. Under autocast the

@@ -341,6 +341,23 @@ def test_compiled_conv_silu_equals_conv1d_values_and_gradients(batch, L, E, K, t
 
 
 @needs_compiler
+def test_recgrela_local_shortcut_through_the_compiled_conv_equals_its_pytorch_taps():
+    """RecGRELA's rank augmentation branch on a CPU: the compiled conv + SiLU against the
+    shifted multiply-adds of its PyTorch path, float64, values and gradients (v, taps, bias)."""
+    torch.manual_seed(0)
+    rela = build_model("recgrela", 50, hidden_size=8, num_heads=2).double().blocks[0].rela
+    v = torch.randn(3, 11, 8, dtype=torch.float64, requires_grad=True)
+    outs = []
+    for fast in (False, True):
+        rela.cfg.fast_kernels = fast
+        y = rela.local_shortcut(v)
+        outs.append([y] + list(torch.autograd.grad(y.square().sum(), [v, *rela.conv.parameters()])))
+    rela.cfg.fast_kernels = True
+    for name, slow, fast in zip(["y", "v", "weight", "bias"], *outs):
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-11, msg=name)
+
+
+@needs_compiler
 @pytest.mark.parametrize("L", [1, 3, 40])
 def test_mamba_block_with_the_compiled_kernels_equals_its_pytorch_path(L):
     """The whole block, float64: output and the gradients of its input and every parameter
