@@ -102,7 +102,9 @@ gradients):
     sum (four passes, and as many in backward); `apply_rope` stays for streaming and tests.
   * attention: all heads as (D x D) block-diagonal matmuls on the [B, L, D] tensors instead of
     per-head einsums, which copied Q, K, V into a heads-first layout and back.
-  * bf16 autocast: the local shortcut runs in the values' dtype (no promotion at every tap).
+  * bf16 autocast: the attention (its products included) and the local shortcut run in float32
+    on one float32 copy of V: fewer casts than autocast's per-product ones, and no sum
+    rounded to bf16.
   * the local shortcut's taps are fused multiply-adds (one pass per tap, not a product and a
     sum), and the attention output is multiplied by the normaliser's reciprocal (a division's
     backward makes three passes over [B, L, D]).
@@ -233,10 +235,15 @@ def rela_attention(q, k, v, cos, sin, num_heads: int, causal: bool, chunk_size: 
     Returns [B, L, D]. RoPE acts on the full D before the head split (as in the reference),
     so head h sees the frequencies of dims h*hd .. (h+1)*hd.
     """
+    if q.dtype not in (torch.float32, torch.float64):   # bf16 / fp16 (autocast): the attention's
+        q, k, v = q.float(), k.float(), v.float()        # sums and ratio in float32, products
+    with torch.autocast(q.device.type, enabled=False):   # included (autocast would round them)
+        return _rela_attention(q, k, v, cos, sin, num_heads, causal, chunk_size, eps)
+
+
+def _rela_attention(q, k, v, cos, sin, num_heads, causal, chunk_size, eps):
     B, L, D = q.shape
     hd = D // num_heads
-    if q.dtype not in (torch.float32, torch.float64):   # bf16 / fp16 autocast: the attention's
-        q, k = q.float(), k.float()                      # sums and ratio in float32
     if cos is not None:
         rot = rotation_phasors(cos, sin).to(torch.complex128 if q.dtype == torch.float64
                                             else torch.complex64)          # (L, D/2)
@@ -325,6 +332,8 @@ class RELA(nn.Module):
     def forward(self, v, cos, sin):
         qk = F.elu(self.qk(v)).add_(1.0)                                # phi; elu saves its input
         q, k = qk.chunk(2, dim=-1)                                      # (B, L, D) each, views
+        if v.dtype in (torch.bfloat16, torch.float16):  # autocast: V once in float32 for the
+            v = v.float()                               # attention and the local shortcut
         y = rela_attention(q, k, v, cos, sin, self.cfg.num_heads, self.cfg.causal,
                            self.cfg.chunk_size, self.cfg.attn_eps)
         if self.cfg.local_shortcut:
