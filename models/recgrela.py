@@ -77,18 +77,14 @@ Named options (docs/fidelity.md lists text-vs-code for each; the ablations are t
                   (torch.utils.checkpoint; the RNG state is replayed for dropout, so values
                   and gradients are identical: tested); the peak then holds one user group's
                   intermediates (below). Memory, not maths: on the 2-core Xeon (batch 256, one
-                  thread, groups of 4096) it cost 2.2 -> 3.0 s a step at max_len 200 and saved
-                  2.4 -> 0.8 GB; larger groups keep more of one group's intermediates.
+                  thread) it cost 2.2 -> 3.0 s a step at max_len 200 and saved 2.4 -> 0.8 GB.
   group_tokens    On CPU the batch goes through each block in groups of whole users of at most
-                  this many positions (16384; on a GPU the batch is one group). Users never
+                  this many positions (4096; on a GPU the batch is one group). Users never
                   interact inside a block, so the maths is the same (tested against one group);
-                  only the dropout masks are drawn group by group. Groups keep a block's
-                  transient tensors small: without them, and before the engine's
-                  `reuse_freed_memory` (recbench/runtime.py), glibc mapped fresh pages for every
-                  tensor over 32 MB at every step (max_len 800: 11.8 s a step in groups of 4096
-                  against 15.5 s without). With it, 16384 beat 4096 at max_len 50, 200 and 800
-                  in fp32 and bf16 (L 200: 2.08 -> 1.88 s fp32, 1.66 -> 1.54 s bf16; batch
-                  256, one thread, 2-core Xeon).
+                  only the dropout masks are drawn group by group. Each group's intermediates
+                  are made and used while in cache, and every tensor stays under the 32 MB above
+                  which glibc's malloc maps fresh pages for it at every step: at max_len 800 a
+                  step took 11.8 s in groups against 15.5 s without (5.0 M page faults a step).
 tests/test_recgrela.py checks the default against the reference file itself (same weights,
 same outputs to fp32 rounding) when that checkout is present, and every variant against a
 slow float64 loop reference.
@@ -157,7 +153,7 @@ class Config:
     gate: bool = True              # Gated Rank Selector
     chunk_size: int = 64           # causal variant: positions per chunk
     recompute: bool = False        # activation recomputation in backward (memory, not maths)
-    group_tokens: int = 16384      # CPU: users go through a block in groups of <= this many positions
+    group_tokens: int = 4096       # CPU: users go through a block in groups of <= this many positions
     fast_kernels: bool = True      # local shortcut: causal_conv1d_fn on CUDA when installed, the compiled conv on CPU
 
     def __post_init__(self):
