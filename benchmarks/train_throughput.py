@@ -16,9 +16,8 @@ The baseline is a git revision (`--baseline 3672477`): a temporary detached work
 created, and the same measuring child (this file, `--child`) runs with PYTHONPATH pointing at
 that tree, so that before and after are measured in one run, interleaved cell by cell. The
 child imports only `models` and torch, so it measures any revision with the same model API,
-plus the revision's CPU settings if it has them (recbench.runtime.flush_subnormals and
-reuse_freed_memory, which its training engine calls; a revision without them, such as 3672477,
-runs without them, as it trained).
+plus the revision's CPU setting if it has one (recbench.runtime.flush_subnormals, which its
+training engine calls; a revision without it, such as 3672477, runs without it, as it trained).
 
 precision: fp32, or bf16 = torch.autocast("cpu" / "cuda", dtype=torch.bfloat16) around the
 forward and the loss (weights and Adam stay fp32).
@@ -67,11 +66,6 @@ def child(a) -> dict:
     try:   # what this revision's training engine sets on the CPU, if anything
         from recbench.runtime import flush_subnormals
         flush_subnormals()
-    except ImportError:
-        pass
-    try:
-        from recbench.runtime import reuse_freed_memory
-        reuse_freed_memory()
     except ImportError:
         pass
     cls = models.model_class(a.model)

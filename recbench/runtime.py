@@ -7,14 +7,12 @@
     peak_memory_mb(device) the process's peak memory and what was measured
     git_commit()           the commit of the checkout this code runs from (None outside git)
     flush_subnormals()     CPU arithmetic on subnormal floats at full speed (they become 0)
-    reuse_freed_memory()   large CPU tensors from memory malloc keeps, not fresh pages each step
 
 Only torch and the standard library: the RecBole environment imports it too
 (recbench/external/recbole_run.py).
 """
 from __future__ import annotations
 
-import ctypes
 import re
 import resource
 import subprocess
@@ -79,27 +77,3 @@ def flush_subnormals() -> bool:
     no such mode (then nothing changes)."""
     return torch.set_flush_denormal(True)
 
-
-
-# glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-
-
-def reuse_freed_memory() -> bool:
-    """Let glibc's malloc serve large blocks from memory it keeps, not from fresh pages.
-
-    By default glibc maps every block over 32 MB anew and unmaps it when freed, so each such
-    tensor of a training step (a Mamba block's in_proj output is 52 MB at batch 256, L 200)
-    costs a page fault and the zeroing of every 4 KB page, at every step: ~300,000 faults a step
-    for SIGMA. With mmap off for allocations and up to 2 GB of freed memory kept at the heap's
-    top, the next step reuses it. Measured on the 2-core Xeon (one step, batch 256, L 200, one
-    thread): SIGMA 3.36 -> 3.15 s, Mamba4Rec 1.66 -> 1.43 s, peak RSS within 5%; RecGRELA, whose
-    blocks run in groups of users small enough already, unchanged. The process keeps memory near
-    its peak (as PyTorch's CUDA allocator does). Process-wide; False where the C library has no
-    mallopt (not glibc: then nothing changes)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

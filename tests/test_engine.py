@@ -184,35 +184,6 @@ def test_training_on_cpu_flushes_subnormal_floats(tmp_path):
         torch.set_flush_denormal(False)
 
 
-def test_reuse_freed_memory_stops_fresh_pages_for_large_tensors_at_every_step():
-    """recbench/runtime.py reuse_freed_memory: a step that makes three tensors of 40-48 MB (over
-    glibc's 32 MB mmap threshold) faults in every page of them at every step by default; after
-    the switch and a few steps, the freed memory is reused. Fresh processes, one per setting
-    (the switch is process-wide). The engine calls it for every run."""
-    code = ("import resource, sys, torch\n"
-            "from recbench.runtime import reuse_freed_memory\n"
-            "def step():\n"
-            "    a, b = torch.ones(12 << 20), torch.ones(10 << 20)\n"
-            "    return float((a[: 10 << 20] * b)[0])\n"
-            "if sys.argv[1] == 'reuse':\n"
-            "    assert reuse_freed_memory()\n"
-            "for _ in range(3):\n"
-            "    step()\n"
-            "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-            "for _ in range(4):\n"
-            "    step()\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n")
-    faults = {}
-    for setting in ("default", "reuse"):
-        out = subprocess.run([sys.executable, "-c", code, setting], capture_output=True, text=True,
-                             cwd=Path(__file__).parents[1])
-        assert out.returncode == 0, out.stderr
-        faults[setting] = int(out.stdout)
-    pages_per_step = (48 + 40 + 40) * 2**20 // 4096
-    assert faults["default"] >= 4 * pages_per_step * 0.9, faults   # every page, every step
-    assert faults["reuse"] < faults["default"] / 4, faults
-
-
 def test_sequence_mode_trains_and_refuses_non_causal_models(tmp_path):
     res = run(toy_data(), tmp_path / "seq", cfg={**FAST, "mode": "sequence"})
     assert res["n_train_examples"] == 40                  # one window per user here

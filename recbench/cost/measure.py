@@ -54,7 +54,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from recbench.cost.grid import POLICIES, supports_recompute
 from recbench.external.authors_code import ReferenceModel
 from recbench.external.catalogue import PREFIX as REFERENCE_PREFIX
-from recbench.runtime import flush_subnormals, is_out_of_memory, reuse_freed_memory
+from recbench.runtime import flush_subnormals, is_out_of_memory
 from recbench.training.engine import build_for_run
 
 
@@ -117,7 +117,6 @@ def profile_cell(model: str, max_len: int, batch_size: int, *, n_items: int = 34
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     flush_subnormals()      # as training does (recbench/runtime.py)
-    reuse_freed_memory()
 
     torch.manual_seed(seed)
     if model_name.startswith(REFERENCE_PREFIX):

@@ -60,7 +60,6 @@ from recbench.runtime import (
     git_commit,
     is_out_of_memory,
     peak_memory_mb,
-    reuse_freed_memory,
     torch_device,
 )
 from recbench.training.checkpoint import (
@@ -256,7 +255,6 @@ class _Run:
         self.group = current()
         self.device = self.group.device(torch_device(cfg.device))
         flush_subnormals()             # CPU steps several times faster: recbench/runtime.py
-        reuse_freed_memory()           # no fresh pages for large tensors at every step (the same)
         self.train_resolved = {**dataclasses.asdict(cfg), "topk": list(cfg.topk)}
         self.model_config = None       # known once the model is built
         self.compile_seconds = 0.0     # train.compile: the compilation, outside every epoch
