@@ -133,8 +133,9 @@ def _long(*values: int) -> list[ctypes.c_long]:
     return [ctypes.c_long(v) for v in values]
 
 
-def _null_or(t: torch.Tensor | None):
-    return None if t is None else _ptr(t)
+def _rows_ptr(t: torch.Tensor | None, g: slice):
+    """The pointer to users g of t, or NULL for an absent input (no z)."""
+    return None if t is None else _ptr(t[g])
 
 
 class ConvSiLU(torch.autograd.Function):
@@ -156,13 +157,14 @@ class ConvSiLU(torch.autograd.Function):
                                   _ptr(taps), _ptr(bias), _ptr(out[g]), _ptr(row))
 
         _run_groups(run, _groups(batch))
+        ctx.ld_x = ld_x
         ctx.save_for_backward(x, taps, bias)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         x, taps, bias = ctx.saved_tensors
-        x, ld_x = _rows(x)
+        ld_x = ctx.ld_x
         batch, L, E = x.shape
         K = taps.size(0)
         lib = _library(x.dtype)
@@ -202,29 +204,27 @@ class CompiledScan(torch.autograd.Function):
         chunk = max(1, min(L, CHUNK_BYTES // (2 * E * N * u.element_size())))
         lib = _library(u.dtype)
         y = torch.empty_like(u)
-        pre = torch.empty_like(u) if z is not None else u.new_empty(0)
+        pre = torch.empty_like(u) if z is not None else None     # p, before the gate
         bounds = u.new_empty(batch, -(-L // chunk), N, E)
 
         def run(g: slice) -> None:
             work = u.new_empty(E * N + 2 * E)
             lib.scan_forward(*_long(g.stop - g.start, L, E, N, chunk), _ptr(delta[g]),
                              _ptr(delta_bias), _ptr(u[g]), _ptr(A_t), _ptr(B[g]), _ptr(C[g]),
-                             ctypes.c_long(ld_b), _ptr(D), _null_or(None if z is None else z[g]),
-                             ctypes.c_long(ld_z), _ptr(y[g]), _ptr(pre[g]) if z is not None else None,
+                             ctypes.c_long(ld_b), _ptr(D), _rows_ptr(z, g),
+                             ctypes.c_long(ld_z), _ptr(y[g]), _rows_ptr(pre, g),
                              _ptr(bounds[g]), _ptr(work))
 
         _run_groups(run, _groups(batch))
-        ctx.chunk = chunk
+        ctx.chunk, ctx.ld_b, ctx.ld_z = chunk, ld_b, ld_z
         ctx.save_for_backward(delta, delta_bias, u, A_t, B, C, D, z, pre, bounds)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
         delta, delta_bias, u, A_t, B, C, D, z, pre, bounds = ctx.saved_tensors
-        (B, ld_b), (C, _) = _rows(B), _rows(C)
-        z, ld_z = _rows(z) if z is not None else (None, 0)
         batch, L, E = u.shape
-        N, chunk = A_t.size(0), ctx.chunk
+        N, chunk, ld_b, ld_z = A_t.size(0), ctx.chunk, ctx.ld_b, ctx.ld_z
         lib = _library(u.dtype)
         grad_y = grad_y.contiguous()
         g_delta, g_u = torch.empty_like(delta), torch.empty_like(u)
@@ -240,10 +240,9 @@ class CompiledScan(torch.autograd.Function):
             lib.scan_backward(*_long(g.stop - g.start, L, E, N, chunk), _ptr(delta[g]),
                               _ptr(delta_bias), _ptr(u[g]), _ptr(A_t), _ptr(B[g]), _ptr(C[g]),
                               ctypes.c_long(ld_b), _ptr(D),
-                              _null_or(None if z is None else z[g]), ctypes.c_long(ld_z),
-                              _null_or(pre[g] if z is not None else None), _ptr(bounds[g]),
+                              _rows_ptr(z, g), ctypes.c_long(ld_z), _rows_ptr(pre, g), _ptr(bounds[g]),
                               _ptr(grad_y[g]), _ptr(g_delta[g]), _ptr(g_u[g]), _ptr(g_B[g]),
-                              _ptr(g_C[g]), _null_or(None if g_z is None else g_z[g]),
+                              _ptr(g_C[g]), _rows_ptr(g_z, g),
                               _ptr(g_A_t[i]), _ptr(g_D[i]), _ptr(g_bias[i]), _ptr(work))
 
         _run_groups(run, list(enumerate(groups)))
