@@ -78,13 +78,18 @@ Named options (docs/fidelity.md lists text-vs-code for each; the ablations are t
                   and gradients are identical: tested); the peak then holds one user group's
                   intermediates (below). Memory, not maths: on the 2-core Xeon (batch 256, one
                   thread) it cost 2.2 -> 3.0 s a step at max_len 200 and saved 2.4 -> 0.8 GB.
-  group_tokens    On CPU the batch goes through each block in groups of whole users of at most
-                  this many positions (4096; on a GPU the batch is one group). Users never
-                  interact inside a block, so the maths is the same (tested against one group);
-                  only the dropout masks are drawn group by group. Each group's intermediates
-                  are made and used while in cache, and every tensor stays under the 32 MB above
-                  which glibc's malloc maps fresh pages for it at every step: at max_len 800 a
-                  step took 11.8 s in groups against 15.5 s without (5.0 M page faults a step).
+  group_tokens    On CPU the batch goes through each block in groups of whole users, as few
+                  groups as hold at most this many positions each (16384 with float32
+                  activations, twice as many under a 2-byte autocast: the MLP's [positions,
+                  4D] intermediate is then 16 MB either way; on a GPU the batch is one group).
+                  Users never interact inside a block, so the maths is the same (tested
+                  against one group); only the dropout masks are drawn group by group. Every
+                  tensor stays under the 32 MB above which glibc's malloc maps fresh pages for
+                  it at every step (at max_len 800, 4096 positions a group: 11.8 s a step
+                  against 15.5 s for the whole batch, 5.0 M page faults). Sizes measured on the
+                  2-core Xeon, batch 256, 1 and 2 threads, max_len 200 and 800, fp32 and bf16:
+                  16384 fp32 / 32768 bf16 was the fastest or within 6% of it in all 8 cells;
+                  4096 was up to 1.5x slower on 2 threads (reports/efficiency, run N).
 tests/test_recgrela.py checks the default against the reference file itself (same weights,
 same outputs to fp32 rounding) when that checkout is present, and every variant against a
 slow float64 loop reference.
@@ -153,7 +158,7 @@ class Config:
     gate: bool = True              # Gated Rank Selector
     chunk_size: int = 64           # causal variant: positions per chunk
     recompute: bool = False        # activation recomputation in backward (memory, not maths)
-    group_tokens: int = 4096       # CPU: users go through a block in groups of <= this many positions
+    group_tokens: int = 16384      # CPU: users go through a block in groups of <= this many positions (x2 under bf16 autocast)
     fast_kernels: bool = True      # local shortcut: causal_conv1d_fn on CUDA when installed, the compiled conv on CPU
 
     def __post_init__(self):
@@ -403,6 +408,12 @@ class GRELABlock(nn.Module):
         x = self.drop_path.residual(x, self.mixer(x, cos, sin))       # x + DropPath(Y)
         return x + self.ffn(x)
 
+    def group_positions(self) -> int:
+        """The cap on a CPU group's positions: `group_tokens`, twice that under a 2-byte (bf16)
+        autocast, whose activations take half the bytes."""
+        half = torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu").itemsize == 2
+        return self.cfg.group_tokens * (2 if half else 1)
+
     def forward(self, x, cos, sin):
         # Users never interact inside a block, so on CPU the batch goes through it in groups of
         # whole users of at most `group_tokens` positions (see the module docstring); on a GPU
@@ -411,10 +422,11 @@ class GRELABlock(nn.Module):
         # every user ([L, D]), so each group gets them whole.
         recompute = self.cfg.recompute and torch.is_grad_enabled()
         run = partial(checkpoint, self.block, use_reentrant=False) if recompute else self.block
-        users = x.size(0) if x.is_cuda else max(1, self.cfg.group_tokens // x.size(1))
-        if users >= x.size(0):
+        users = x.size(0) if x.is_cuda else max(1, self.group_positions() // x.size(1))
+        groups = -(-x.size(0) // users)                  # as few groups as the cap allows,
+        if groups == 1:                                  # of as equal sizes as possible
             return run(x, cos, sin)
-        return torch.cat([run(group, cos, sin) for group in x.split(users)])
+        return torch.cat([run(group, cos, sin) for group in x.chunk(groups)])
 
     # --- streaming (causal variant only) ---
     def step(self, x, st: dict, cos, sin):

@@ -502,6 +502,25 @@ def test_groups_of_users_and_recompute_give_the_same_gradients(causal, num_layer
         assert max((a - b).abs().max().item() for a, b in zip(grads[0], other)) < 1e-13
 
 
+def test_cpu_groups_are_even_and_twice_as_long_under_bf16_autocast():
+    """group_tokens caps a group's positions: 5 users of 7 positions under a cap of 21 go as
+    3 + 2 users (as few groups as the cap allows, even sizes); under bf16 autocast the cap
+    doubles (42: one group of 5); a cap under one user's length still passes one user."""
+    seq = torch.randint(1, 13, (5, 7), generator=torch.Generator().manual_seed(0))
+    seq_len = torch.full((5,), 7)
+    sizes = []
+    for cap, bf16, expected in ((21, False, [3, 2]), (21, True, [5]), (14, False, [2, 2, 1]),
+                                (3, False, [1] * 5), (7 * 5, False, [5])):
+        model = tiny(dtype=torch.float32, num_layers=2, group_tokens=cap).train()
+        block = model.blocks[0]
+        sizes.clear()
+        original = block.block
+        block.block = lambda x, cos, sin: (sizes.append(x.size(0)), original(x, cos, sin))[1]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model.calculate_loss(seq, seq_len, torch.ones(5, dtype=torch.long))
+        assert sizes == expected, (cap, bf16, sizes)
+
+
 def test_bad_config_names_the_problem():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         Config(hidden_size=10, num_heads=4)
