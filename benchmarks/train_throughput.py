@@ -73,7 +73,10 @@ def child(a) -> dict:
         return {"status": "n/a", "models_file": models.__file__}
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     torch.manual_seed(0)
-    model = models.build_model(a.model, a.n_items, **({"max_len": a.max_len} if "max_len" in fields else {}))
+    options = dict(parse_option(o) for o in a.option)
+    if "max_len" in fields:
+        options.setdefault("max_len", a.max_len)
+    model = models.build_model(a.model, a.n_items, **options)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
@@ -109,6 +112,18 @@ def child(a) -> dict:
             "peak_mb": peak - rss_before, "loss": loss, "models_file": models.__file__}
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """"group_tokens=32768" -> ("group_tokens", 32768): a Python literal, else the string."""
+    import ast
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--option {text!r}: expected KEY=VALUE (a field of the model's Config)")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
 # --- the driver -------------------------------------------------------------------------------
 def machine() -> dict:
     import torch
@@ -132,6 +147,8 @@ def run_cell(tree: Path, a, model: str, max_len: int, precision: str) -> dict:
            "--max-len", str(max_len), "--precision", precision, "--batch", str(a.batch),
            "--steps", str(a.steps), "--warmup", str(a.warmup), "--threads", str(a.threads),
            "--n-items", str(a.n_items)]
+    if tree == ROOT:   # options name this tree's Config fields; the baseline keeps its defaults
+        cmd += [f"--option={o}" for o in a.option]
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(a.threads)}
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=a.timeout,
@@ -164,6 +181,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--n-items", type=int, default=3417, help="item ids including padding")
     p.add_argument("--timeout", type=float, default=600, help="seconds per cell")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model Config field for the working tree's runs, not the baseline's "
+                        "(repeatable), e.g. --option group_tokens=4096")
     p.add_argument("--out", type=Path, default=None, help="write OUT.md and OUT.csv too")
     # the measuring child
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -195,6 +215,7 @@ def main() -> None:
             f"median of {a.steps} steps after {a.warmup} warm-up; time limit {a.timeout:.0f} s per cell",
             "step = zero_grad + forward + CE (last position, all items) + backward + Adam; "
             "peak MB = peak RSS increase over the RSS before the first step",
+            *([f"model options (working tree only): {', '.join(a.option)}"] if a.option else []),
             "command: python " + " ".join([str(Path(sys.argv[0]))] + sys.argv[1:])]
     for line in head:
         print(line, flush=True)
