@@ -88,8 +88,9 @@ Named options (docs/fidelity.md lists text-vs-code for each; the ablations are t
                   it at every step (at max_len 800, 4096 positions a group: 11.8 s a step
                   against 15.5 s for the whole batch, 5.0 M page faults). Sizes measured on the
                   2-core Xeon, batch 256, 1 and 2 threads, max_len 200 and 800, fp32 and bf16:
-                  16384 fp32 / 32768 bf16 was the fastest or within 6% of it in all 8 cells;
-                  4096 was up to 1.5x slower on 2 threads (reports/efficiency, run N).
+                  16384 fp32 / 32768 bf16 was the fastest of 4096-51200 in 6 of the 8 cells
+                  and within 10% in the other two; 4096 was 1.2-1.5x slower on 2 threads
+                  (reports/efficiency/recgrela_group_sweep.md).
 tests/test_recgrela.py checks the default against the reference file itself (same weights,
 same outputs to fp32 rounding) when that checkout is present, and every variant against a
 slow float64 loop reference.
