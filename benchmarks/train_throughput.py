@@ -31,6 +31,7 @@ forward and the loss (weights and Adam stay fp32).
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import datetime
 import json
@@ -114,7 +115,6 @@ def child(a) -> dict:
 
 def parse_option(text: str) -> tuple[str, object]:
     """"group_tokens=32768" -> ("group_tokens", 32768): a Python literal, else the string."""
-    import ast
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise SystemExit(f"--option {text!r}: expected KEY=VALUE (a field of the model's Config)")

@@ -417,7 +417,7 @@ class GRELABlock(nn.Module):
 
     def forward(self, x, cos, sin):
         # Users never interact inside a block, so on CPU the batch goes through it in groups of
-        # whole users of at most `group_tokens` positions (see the module docstring); on a GPU
+        # whole users of at most `group_positions()` positions (module docstring); on a GPU
         # groups would only add kernel launches. With `recompute`, a group keeps only its input
         # and is recomputed in backward (RNG replayed for dropout). cos / sin are the same for
         # every user ([L, D]), so each group gets them whole.
