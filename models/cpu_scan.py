@@ -42,8 +42,9 @@ SOURCE = Path(__file__).with_name("selective_scan_cpu.c")
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC"]
 LINK = ["-shared", "-lm"]
 BUILDS = {torch.float32: [], torch.float64: ["-DUSE_DOUBLE"]}
-# The scan's backward recomputes this many bytes of states and decays at a time, so that they
-# stay in a core's L2 cache (the forward keeps the state entering each such chunk).
+# The scan's forward keeps the state entering every chunk of positions: as many positions as
+# make a chunk's E x N states and decays this many bytes. The backward recomputes a chunk one
+# block of states at a time (selective_scan_cpu.c), a share that stays in the L1 cache.
 CHUNK_BYTES = 1 << 20
 
 
@@ -95,6 +96,8 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
         return None
     for name in ("scan_forward", "scan_backward", "conv_silu_forward", "conv_silu_backward"):
         getattr(lib, name).restype = None
+    for name in ("scan_forward_work", "scan_backward_work"):   # sizes of each thread's work
+        getattr(lib, name).restype = ctypes.c_long
     return lib
 
 
@@ -206,9 +209,10 @@ class CompiledScan(torch.autograd.Function):
         y = torch.empty_like(u)
         pre = torch.empty_like(u) if z is not None else None     # p, before the gate
         bounds = u.new_empty(batch, -(-L // chunk), N, E)
+        work_size = lib.scan_forward_work(*_long(L, E, N))
 
         def run(g: slice) -> None:
-            work = u.new_empty(E * N + 2 * E)
+            work = u.new_empty(work_size)
             lib.scan_forward(*_long(g.stop - g.start, L, E, N, chunk), _ptr(delta[g]),
                              _ptr(delta_bias), _ptr(u[g]), _ptr(A_t), _ptr(B[g]), _ptr(C[g]),
                              ctypes.c_long(ld_b), _ptr(D), _rows_ptr(z, g),
@@ -232,7 +236,7 @@ class CompiledScan(torch.autograd.Function):
         g_z = torch.empty_like(u) if z is not None else None
         groups = _groups(batch)
         g_A_t, g_D, g_bias = (u.new_zeros(len(groups), *t.shape) for t in (A_t, D, delta_bias))
-        work_size = (2 * chunk + 2) * E * N + chunk * E + 3 * E
+        work_size = lib.scan_backward_work(*_long(L, E, N, chunk))
 
         def run(i_g: tuple[int, slice]) -> None:
             i, g = i_g

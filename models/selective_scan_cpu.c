@@ -10,22 +10,28 @@
  *          A_bar_t = exp(Delta_t A),  h_t = A_bar_t * h_{t-1} + Delta_t u_t B_t,  h_0 = 0
  *          p_t = C_t . h_t + D * u_t,  y_t = p_t * SiLU(z_t)   (y_t = p_t without z)
  *
- * The scan's forward keeps the state entering every chunk of `chunk` positions (`bounds`) and
- * p (`pre`); backward recomputes one chunk's states and decays at a time from its bound (so
- * they stay in the core's L2 cache) and runs the adjoint recurrence right to left:
+ * The scan runs on blocks of one user's state: VL channels (one SIMD vector) by NB states. A
+ * block's states stay in registers while it walks all L positions, and C_t . h_t is added to
+ * p block by block. Its forward keeps the state entering every chunk of `chunk` positions
+ * (`bounds`) and p (`pre`); backward recomputes one block's decays and entering states a chunk
+ * at a time from its bound (chunk x NB x 2 vectors, so that they stay in the L1 cache) and runs
+ * the adjoint recurrence right to left:
  * G_t = dLoss/dh_t = C_t g_t + A_bar_{t+1} G_{t+1}, with g_t = dLoss/dp_t = grad_y SiLU(z_t):
  *     dC_t = sum_e g_t h_t          dB_t = sum_e G_t Delta_t u_t        dD = sum_t g_t u_t
  *     du_t = Delta_t sum_n G_t B_t + D g_t
  *     dDelta_t = u_t sum_n G_t B_t + sum_n G_t A_bar_t h_{t-1} A,  ddelta_t = dDelta_t sigmoid(.)
  *     dA = sum_t G_t A_bar_t h_{t-1} Delta_t,   dz_t = grad_y p_t SiLU'(z_t)
+ * The sums over n are lane-wise (rows of E); the sums over e go to one vector per (t, n),
+ * summed across its lanes once every block has added to it.
  *
  * Layouts: every tensor is batch-major, positions then channels, channels contiguous. delta,
  * u, y, pre, grad_y and all gradients are contiguous (users, L, E | N); B, C, z and the conv's
  * input may be column slices of wider rows (row strides ld_bc, ld_z, ld_x: the views that
- * torch's split / chunk return). A, g_A (E, N); w, g_w (K, E): the conv taps transposed.
+ * torch's split / chunk return). A, g_A (N, E) in the scan, w, g_w (K, E): transposed.
  * Per-channel gradients (g_A, g_D, g_bias, g_w, g_b) are added to, so each thread has its own.
- * Loops over n (states) or e (channels) carry no dependence between iterations, so the
- * compiler vectorises them, exp included (glibc's libmvec, with -ffast-math).
+ * The scan is written with GCC's vector extensions (vectors of the widest width the CPU has);
+ * the conv's loops over e carry no dependence between iterations, so the compiler vectorises
+ * them, exp included (glibc's libmvec, with -ffast-math).
  * Compile with -DUSE_DOUBLE for a float64 build (the tests'), float32 otherwise.
  */
 #include <math.h>
@@ -33,39 +39,91 @@
 
 #ifdef USE_DOUBLE
 typedef double REAL;
+typedef long IREAL;
 #define EXP exp
 #define LOG1P log1p
-#define STATE_EXP exp
+#define DECAY_BASE_SCALE 1.0   /* the float64 decays are libm's exp(Delta A) */
 #else
 typedef float REAL;
+typedef int IREAL;
 #define EXP expf
 #define LOG1P log1pf
-#define STATE_EXP inline_expf
+#define DECAY_BASE_SCALE 1.44269504088896341f   /* the float32 decays are 2^(Delta A log2(e)) */
 #endif
 
-/* exp in float32 for the decays exp(Delta A) of the state loops, inlined so that the loops
- * over n stay free of calls: exp(x) = 2^k e^r, k = round(x / ln 2), r = x - k ln 2 (ln 2 in two
- * parts), e^r by its Taylor polynomial of degree 7 (|r| <= ln 2 / 2: relative error < 1e-8,
- * under float32 rounding). x is clamped to [-87, 88], where 2^k is a normal float: a decay
- * below e^-87 = 1.6e-38 reads 1.6e-38 instead of a subnormal or zero, which changes no state by
- * more than that. The float64 build (the tests') uses libm's exp. */
-static inline float inline_expf(float x)
+/* the widest vectors this CPU has; NB states of a block in registers (32 vector registers with
+ * AVX-512, 16 without) */
+#if defined(__AVX512F__)
+#define VBYTES 64
+#define NB 8
+#elif defined(__AVX__)
+#define VBYTES 32
+#define NB 4
+#else
+#define VBYTES 16
+#define NB 4
+#endif
+typedef REAL vec __attribute__((vector_size(VBYTES)));
+typedef IREAL ivec __attribute__((vector_size(VBYTES)));
+#define VL ((long)(VBYTES / sizeof(REAL)))   /* channels in a vector */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* cnt (<= VL) channels from p; the lanes past cnt read 0 */
+ALWAYS_INLINE vec vload(const REAL *p, long cnt)
 {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    const float k = __builtin_roundf(x * 1.44269504088896341f);
-    float r = __builtin_fmaf(k, -0.693145751953125f, x);
-    r = __builtin_fmaf(k, -1.42860682030941723212e-6f, r);
-    float p = 1.0f / 5040;
-    p = __builtin_fmaf(p, r, 1.0f / 720);
-    p = __builtin_fmaf(p, r, 1.0f / 120);
-    p = __builtin_fmaf(p, r, 1.0f / 24);
-    p = __builtin_fmaf(p, r, 1.0f / 6);
-    p = __builtin_fmaf(p, r, 0.5f);
-    p = __builtin_fmaf(p, r, 1.0f);
-    p = __builtin_fmaf(p, r, 1.0f);
-    union { int i; float f; } scale = { .i = ((int)k + 127) << 23 };
-    return p * scale.f;
+    vec v = {0};
+    memcpy(&v, p, sizeof(REAL) * (cnt == VL ? VL : cnt));
+    return v;
 }
+
+ALWAYS_INLINE void vstore(REAL *p, vec v, long cnt)
+{
+    memcpy(p, &v, sizeof(REAL) * (cnt == VL ? VL : cnt));
+}
+
+/* A_bar = exp(Delta A) of a vector of x = Delta A log2(e) (x = Delta A in the float64 build).
+ * float32: 2^x = 2^k 2^r, k = round(x), r = x - k in [-1/2, 1/2], 2^r by a degree-6 polynomial
+ * fitted to its relative error (< 2e-9, under float32 rounding). x is clamped to [-125, 127],
+ * so 2^k is a normal float: a decay below 2^-125 = 2.4e-38 reads 2^-125 instead of a subnormal
+ * or zero, which changes no state by more than that. */
+#define EXP2_POLY(r) (1.0000000005920204f + (r) * (6.931472056005106e-1f + (r) * (2.4022646608713902e-1f \
+    + (r) * (5.550328997517885e-2f + (r) * (9.618519534357023e-3f + (r) * (1.3399860363039766e-3f \
+    + (r) * 1.533757683065312e-4f))))))
+#if defined(USE_DOUBLE)
+ALWAYS_INLINE vec decay(vec x)
+{
+    vec a;
+    for (long l = 0; l < VL; l++)
+        a[l] = exp(x[l]);
+    return a;
+}
+#elif defined(__AVX512F__)
+#include <immintrin.h>
+/* AVX-512 has the steps as instructions: reduce (x - round(x)), roundscale, scalef (p 2^k) */
+ALWAYS_INLINE vec decay(vec xv)
+{
+    const __m512 x = _mm512_max_ps(_mm512_min_ps((__m512)xv, _mm512_set1_ps(127.0f)),
+                                   _mm512_set1_ps(-125.0f));
+    const __m512 r = _mm512_reduce_ps(x, 0), k = _mm512_roundscale_ps(x, 0);
+    return (vec)_mm512_scalef_ps((__m512)EXP2_POLY((vec)r), k);
+}
+#else
+ALWAYS_INLINE vec clamp(vec x, REAL lo, REAL hi)   /* no ?: on vectors in C: masks */
+{
+    const vec lov = x * 0 + lo, hiv = x * 0 + hi;
+    const ivec below = x < lov, above = x > hiv;
+    x = (vec)(((ivec)x & ~below) | ((ivec)lov & below));
+    return (vec)(((ivec)x & ~above) | ((ivec)hiv & above));
+}
+
+ALWAYS_INLINE vec decay(vec x)
+{
+    x = clamp(x, -125.0f, 127.0f);
+    const ivec k = __builtin_convertvector(x + 1024.5f, ivec) - 1024;   /* floor(x + 1/2) */
+    const vec r = x - __builtin_convertvector(k, vec);
+    return (vec)((ivec)EXP2_POLY(r) + (k << 23));                      /* 2^k: the exponent bits */
+}
+#endif
 
 #define SOFTPLUS_THRESHOLD 20   /* PyTorch's softplus returns x itself above it */
 
@@ -146,6 +204,66 @@ void conv_silu_backward(long users, long L, long E, long K, const REAL *restrict
 
 /* ---- selective scan ------------------------------------------------------------------- */
 
+/* Delta (dt) and Delta u (dtu) of one user's L positions, rows of E */
+static void user_deltas(long L, long E, const REAL *restrict delta_b, const REAL *restrict bias,
+                        const REAL *restrict u_b, REAL *restrict dt, REAL *restrict dtu)
+{
+    for (long t = 0; t < L; t++) {
+        softplus_row(E, delta_b + t * E, bias, dt + t * E);
+        for (long e = 0; e < E; e++)
+            dtu[t * E + e] = dt[t * E + e] * u_b[t * E + e];
+    }
+}
+
+/* One block, all L positions: cnt channels (from e0: every row pointer starts there) by nb
+ * states (from n0: a2, B_b, C_b, bounds_b start there). h_t = A_bar_t h_{t-1} + Delta_t u_t B_t
+ * in registers; p_t (rows of E) += sum_n C_t h_t; the state entering every chunk to bounds_b. */
+ALWAYS_INLINE void forward_block(const long nb, const long cnt, long L, long E, long N, long chunk,
+                                 const REAL *restrict dt, const REAL *restrict dtu,
+                                 const REAL *restrict a2, const REAL *restrict B_b,
+                                 const REAL *restrict C_b, long ld_bc, REAL *restrict p,
+                                 REAL *restrict bounds_b)
+{
+    vec h[NB], A[NB];
+    for (long i = 0; i < nb; i++) {
+        h[i] = (vec){0};
+        A[i] = vload(a2 + i * E, cnt);
+    }
+    for (long t = 0; t < L; t++) {
+        if (t % chunk == 0)
+            for (long i = 0; i < nb; i++)
+                vstore(bounds_b + (t / chunk) * N * E + i * E, h[i], cnt);
+        const vec dtv = vload(dt + t * E, cnt), dtuv = vload(dtu + t * E, cnt);
+        const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
+        vec pv = vload(p + t * E, cnt);
+        for (long i = 0; i < nb; i++) {
+            h[i] = decay(dtv * A[i]) * h[i] + dtuv * Bt[i];
+            pv += h[i] * Ct[i];
+        }
+        vstore(p + t * E, pv, cnt);
+    }
+}
+
+/* body(nb, cnt) over every block of one user: constant nb and cnt, so that a block's vectors
+ * are registers (full vectors of NB states; the remainders of E and N after them) */
+#define FOR_EACH_BLOCK(body) \
+    for (long e0 = 0; e0 < E; e0 += VL) {                                        \
+        const long cnt = E - e0 < VL ? E - e0 : VL;                               \
+        for (long n0 = 0, nb; n0 < N; n0 += nb) {                                 \
+            nb = N - n0 >= NB ? NB : N - n0 >= 4 ? 4 : N - n0 >= 2 ? 2 : 1;       \
+            if (cnt == VL) {                                                      \
+                if (nb == NB) body(NB, VL); else if (nb == 4) body(4, VL);        \
+                else if (nb == 2) body(2, VL); else body(1, VL);                  \
+            } else {                                                              \
+                if (nb == NB) body(NB, cnt); else if (nb == 4) body(4, cnt);      \
+                else if (nb == 2) body(2, cnt); else body(1, cnt);                \
+            }                                                                     \
+        }                                                                         \
+    }
+
+/* the work (REALs) each thread's scan_forward needs: A log2(e), Delta and Delta u of a user */
+long scan_forward_work(long L, long E, long N) { return N * E + 2 * L * E; }
+
 void scan_forward(long users, long L, long E, long N, long chunk,
                   const REAL *restrict delta, const REAL *restrict delta_bias,
                   const REAL *restrict u, const REAL *restrict A_t /* (N, E) */,
@@ -153,69 +271,97 @@ void scan_forward(long users, long L, long E, long N, long chunk,
                   const REAL *restrict D, const REAL *restrict z /* or NULL */, long ld_z,
                   REAL *restrict y, REAL *restrict pre /* p, when z */,
                   REAL *restrict bounds /* (users, ceil(L / chunk), N, E) */,
-                  REAL *restrict work /* N E + 2 E */)
+                  REAL *restrict work /* scan_forward_work */)
 {
     const long n_chunks = (L + chunk - 1) / chunk;
-    REAL *restrict h = work, *restrict dt = work + N * E, *restrict p = dt + E;
+    REAL *restrict a2 = work, *restrict dt = a2 + N * E, *restrict dtu = dt + L * E;
+    for (long i = 0; i < N * E; i++)
+        a2[i] = A_t[i] * DECAY_BASE_SCALE;
     for (long b = 0; b < users; b++) {
         const REAL *restrict u_b = u + b * L * E;
         const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
-        memset(h, 0, sizeof(REAL) * N * E);
-        for (long t = 0; t < L; t++) {
-            if (t % chunk == 0)
-                memcpy(bounds + (b * n_chunks + t / chunk) * N * E, h, sizeof(REAL) * N * E);
-            const REAL *restrict ut = u_b + t * E;
-            const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
-            softplus_row(E, delta + (b * L + t) * E, delta_bias, dt);
+        REAL *restrict p = (z ? pre : y) + b * L * E;
+        REAL *restrict bounds_b = bounds + b * n_chunks * N * E;
+        user_deltas(L, E, delta + b * L * E, delta_bias, u_b, dt, dtu);
+        for (long t = 0; t < L; t++)
             for (long e = 0; e < E; e++)
-                p[e] = D[e] * ut[e];
-            for (long n = 0; n < N; n++) {
-                const REAL Bn = Bt[n], Cn = Ct[n];
-                const REAL *restrict An = A_t + n * E;
-                REAL *restrict hn = h + n * E;
-                for (long e = 0; e < E; e++) {
-                    const REAL v = STATE_EXP(dt[e] * An[e]) * hn[e] + dt[e] * ut[e] * Bn;
-                    hn[e] = v;
-                    p[e] += v * Cn;
-                }
-            }
-            REAL *restrict yt = y + (b * L + t) * E;
-            if (z) {
-                const REAL *restrict zt = z + (b * L + t) * ld_z;
-                memcpy(pre + (b * L + t) * E, p, sizeof(REAL) * E);
+                p[t * E + e] = D[e] * u_b[t * E + e];
+#define FORWARD(nb_, cnt_) forward_block(nb_, cnt_, L, E, N, chunk, dt + e0, dtu + e0, \
+            a2 + n0 * E + e0, B_b + n0, C_b + n0, ld_bc, p + e0, bounds_b + n0 * E + e0)
+        FOR_EACH_BLOCK(FORWARD)
+        if (z)
+            for (long t = 0; t < L; t++) {
+                const REAL *restrict zt = z + (b * L + t) * ld_z, *restrict pt = p + t * E;
+                REAL *restrict yt = y + (b * L + t) * E;
                 for (long e = 0; e < E; e++)
-                    yt[e] = p[e] * zt[e] * sigmoid(zt[e]);
-            } else {
-                memcpy(yt, p, sizeof(REAL) * E);
+                    yt[e] = pt[e] * zt[e] * sigmoid(zt[e]);
             }
-        }
     }
 }
 
-/* States h_s..h_{s+m-1} of one chunk into states[1..m] (states[0] = the bound h_{s-1}),
- * A_bar_t into decays[0..m-1] (each N x E), Delta_t into dt[0..m-1] (rows of E) */
-static void chunk_states(long s, long m, long E, long N, const REAL *restrict delta_b,
-                         const REAL *restrict delta_bias, const REAL *restrict u_b,
-                         const REAL *restrict A_t, const REAL *restrict B_b, long ld_bc,
-                         const REAL *restrict bound, REAL *restrict states,
-                         REAL *restrict decays, REAL *restrict dt)
+/* The adjoint of one block (as in forward_block), right to left a chunk at a time: the chunk's
+ * decays and entering states are recomputed from its bound into buf, then G_t runs in
+ * registers; the sums over n are added to sum_GB and sum_gdA (rows of E), the sums over e to
+ * gCv, gBv (rows of N vectors), dA = sum_t G_t A_bar_t h_{t-1} Delta_t to g_A. */
+ALWAYS_INLINE void backward_block(const long nb, const long cnt, long L, long E, long N,
+                                  long chunk, const REAL *restrict dt, const REAL *restrict dtu,
+                                  const REAL *restrict g, const REAL *restrict a2,
+                                  const REAL *restrict B_b, const REAL *restrict C_b, long ld_bc,
+                                  const REAL *restrict bounds_b, REAL *restrict sum_GB,
+                                  REAL *restrict sum_gdA, vec *restrict gCv, vec *restrict gBv,
+                                  REAL *restrict g_A, vec *restrict buf /* chunk x nb x 2 */)
 {
-    memcpy(states, bound, sizeof(REAL) * N * E);
-    for (long j = 0; j < m; j++) {
-        const long t = s + j;
-        const REAL *restrict Bt = B_b + t * ld_bc, *restrict ut = u_b + t * E;
-        REAL *restrict dtj = dt + j * E;
-        softplus_row(E, delta_b + t * E, delta_bias, dtj);
-        for (long n = 0; n < N; n++) {
-            const REAL Bn = Bt[n];
-            const REAL *restrict An = A_t + n * E, *restrict h_prev = states + (j * N + n) * E;
-            REAL *restrict a = decays + (j * N + n) * E, *restrict h = states + ((j + 1) * N + n) * E;
-            for (long e = 0; e < E; e++) {
-                a[e] = STATE_EXP(dtj[e] * An[e]);
-                h[e] = a[e] * h_prev[e] + dtj[e] * ut[e] * Bn;
+    const long n_chunks = (L + chunk - 1) / chunk;
+    vec G[NB], gA[NB];
+    for (long i = 0; i < nb; i++)
+        G[i] = gA[i] = (vec){0};
+    for (long k = n_chunks - 1; k >= 0; k--) {
+        const long s = k * chunk, m = (L - s < chunk) ? L - s : chunk;
+        vec h[NB];
+        for (long i = 0; i < nb; i++)
+            h[i] = vload(bounds_b + k * N * E + i * E, cnt);
+        for (long j = 0; j < m; j++) {   /* buf: A_bar_t and h_{t-1} */
+            const long t = s + j;
+            const vec dtv = vload(dt + t * E, cnt), dtuv = vload(dtu + t * E, cnt);
+            const REAL *restrict Bt = B_b + t * ld_bc;
+            for (long i = 0; i < nb; i++) {
+                const vec a = decay(dtv * vload(a2 + i * E, cnt));
+                buf[(j * nb + i) * 2] = a;
+                buf[(j * nb + i) * 2 + 1] = h[i];
+                h[i] = a * h[i] + dtuv * Bt[i];
             }
         }
+        for (long j = m - 1; j >= 0; j--) {
+            const long t = s + j;
+            const vec dtv = vload(dt + t * E, cnt), dtuv = vload(dtu + t * E, cnt);
+            const vec gv = vload(g + t * E, cnt);
+            vec sGB = vload(sum_GB + t * E, cnt), sgdA = vload(sum_gdA + t * E, cnt);
+            const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
+            vec *restrict gCt = gCv + t * N, *restrict gBt = gBv + t * N;
+            for (long i = 0; i < nb; i++) {
+                const vec a = buf[(j * nb + i) * 2], h_prev = buf[(j * nb + i) * 2 + 1];
+                const vec Gv = G[i] + gv * Ct[i];              /* G_t */
+                const vec g_dA = Gv * a * h_prev;              /* dLoss/d(Delta_t A) */
+                gCt[i] += gv * (a * h_prev + dtuv * Bt[i]);    /* g_t h_t */
+                gBt[i] += Gv * dtuv;
+                sGB += Gv * Bt[i];
+                sgdA += g_dA * vload(a2 + i * E, cnt);        /* A log2(e): see scan_backward */
+                gA[i] += g_dA * dtv;
+                G[i] = a * Gv;                                 /* A_bar_t G_t, for t - 1 */
+            }
+            vstore(sum_GB + t * E, sGB, cnt);
+            vstore(sum_gdA + t * E, sgdA, cnt);
+        }
     }
+    for (long i = 0; i < nb; i++)
+        vstore(g_A + i * E, vload(g_A + i * E, cnt) + gA[i], cnt);
+}
+
+/* the work (REALs) each thread's scan_backward needs: A log2(e); Delta, Delta u and g of a
+ * user; gCv, gBv; one block's chunk (buf); slack to align the vectors */
+long scan_backward_work(long L, long E, long N, long chunk)
+{
+    return N * E + 3 * L * E + 2 * L * N * VL + 2 * chunk * NB * VL + VL;
 }
 
 void scan_backward(long users, long L, long E, long N, long chunk,
@@ -229,70 +375,67 @@ void scan_backward(long users, long L, long E, long N, long chunk,
                    REAL *restrict g_C, REAL *restrict g_z,
                    REAL *restrict g_A_t /* (N, E), added to */, REAL *restrict g_D,
                    REAL *restrict g_bias /* added to */,
-                   REAL *restrict work /* (2 chunk + 2) N E + chunk E + 3 E */)
+                   REAL *restrict work /* scan_backward_work */)
 {
     const long n_chunks = (L + chunk - 1) / chunk;
-    REAL *restrict states = work;                       /* (chunk + 1) N E */
-    REAL *restrict decays = states + (chunk + 1) * N * E;  /* chunk N E */
-    REAL *restrict G = decays + chunk * N * E;          /* N E */
-    REAL *restrict dt = G + N * E;                      /* chunk E */
-    REAL *restrict g = dt + chunk * E;                  /* E: dLoss/dp_t */
-    REAL *restrict sum_GB = g + E, *restrict sum_gdA_A = sum_GB + E;
+    REAL *restrict a2 = work, *restrict dt = a2 + N * E, *restrict dtu = dt + L * E;
+    REAL *restrict g = dtu + L * E;   /* dLoss/dp_t */
+    REAL *vectors = g + L * E;
+    vectors += (VL - ((unsigned long)vectors / sizeof(REAL)) % VL) % VL;   /* aligned */
+    vec *restrict gCv = (vec *)vectors, *restrict gBv = gCv + L * N, *restrict buf = gBv + L * N;
+    /* the blocks' sums over n are kept in g_u and g_delta until every block has added to them;
+     * sum_n G_t A_bar_t h_{t-1} A is summed with A log2(e), the decays' argument */
+    const REAL from_decay_scale = 1 / DECAY_BASE_SCALE;
+    for (long i = 0; i < N * E; i++)
+        a2[i] = A_t[i] * DECAY_BASE_SCALE;
     for (long b = 0; b < users; b++) {
-        const REAL *restrict d_b = delta + b * L * E, *restrict u_b = u + b * L * E;
+        const REAL *restrict u_b = u + b * L * E;
         const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
-        memset(G, 0, sizeof(REAL) * N * E);
-        for (long k = n_chunks - 1; k >= 0; k--) {
-            const long s = k * chunk, m = (L - s < chunk) ? L - s : chunk;
-            chunk_states(s, m, E, N, d_b, delta_bias, u_b, A_t, B_b, ld_bc,
-                         bounds + (b * n_chunks + k) * N * E, states, decays, dt);
-            for (long j = m - 1; j >= 0; j--) {
-                const long t = s + j, row = (b * L + t) * E;
-                const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
-                const REAL *restrict ut = u_b + t * E, *restrict dtj = dt + j * E;
-                if (z) {   /* g = grad_y SiLU(z); dz = grad_y p SiLU'(z) */
-                    const REAL *restrict zt = z + (b * L + t) * ld_z;
-                    for (long e = 0; e < E; e++) {
-                        const REAL sz = sigmoid(zt[e]);
-                        g[e] = grad_y[row + e] * zt[e] * sz;
-                        g_z[row + e] = grad_y[row + e] * pre[row + e] * sz * (1 + zt[e] * (1 - sz));
-                    }
-                } else {
-                    memcpy(g, grad_y + row, sizeof(REAL) * E);
-                }
-                memset(sum_GB, 0, sizeof(REAL) * E);
-                memset(sum_gdA_A, 0, sizeof(REAL) * E);
-                for (long n = 0; n < N; n++) {
-                    const REAL Bn = Bt[n], Cn = Ct[n];
-                    const REAL *restrict An = A_t + n * E, *restrict a = decays + (j * N + n) * E;
-                    const REAL *restrict h = states + ((j + 1) * N + n) * E;
-                    const REAL *restrict h_prev = states + (j * N + n) * E;
-                    REAL *restrict Gn = G + n * E, *restrict gAn = g_A_t + n * E;
-                    REAL gC = 0, gB = 0;
-#pragma GCC ivdep   /* the rows are distinct parts of `work`: gcc cannot tell from block-scope restrict */
-                    for (long e = 0; e < E; e++) {
-                        const REAL Gv = Gn[e] + g[e] * Cn;           /* G_t */
-                        const REAL g_dA = Gv * a[e] * h_prev[e];     /* dLoss/d(Delta_t A) */
-                        gC += g[e] * h[e];
-                        gB += Gv * dtj[e] * ut[e];
-                        sum_GB[e] += Gv * Bn;
-                        sum_gdA_A[e] += g_dA * An[e];
-                        gAn[e] += g_dA * dtj[e];
-                        Gn[e] = a[e] * Gv;                          /* A_bar_t G_t, for t - 1 */
-                    }
-                    g_C[(b * L + t) * N + n] = gC;
-                    g_B[(b * L + t) * N + n] = gB;
-                }
-                const REAL *restrict raw = d_b + t * E;
+        const REAL *restrict bounds_b = bounds + b * n_chunks * N * E;
+        user_deltas(L, E, delta + b * L * E, delta_bias, u_b, dt, dtu);
+        for (long t = 0; t < L; t++) {
+            const long row = (b * L + t) * E;
+            if (z) {   /* g = grad_y SiLU(z); dz = grad_y p SiLU'(z) */
+                const REAL *restrict zt = z + (b * L + t) * ld_z;
                 for (long e = 0; e < E; e++) {
-                    const REAL x = raw[e] + delta_bias[e];
-                    const REAL g_dt = ut[e] * sum_GB[e] + sum_gdA_A[e];
-                    const REAL gd = x > SOFTPLUS_THRESHOLD ? g_dt : g_dt * sigmoid(x);
-                    g_delta[row + e] = gd;
-                    g_bias[e] += gd;
-                    g_u[row + e] = dtj[e] * sum_GB[e] + D[e] * g[e];
-                    g_D[e] += g[e] * ut[e];
+                    const REAL sz = sigmoid(zt[e]);
+                    g[t * E + e] = grad_y[row + e] * zt[e] * sz;
+                    g_z[row + e] = grad_y[row + e] * pre[row + e] * sz * (1 + zt[e] * (1 - sz));
                 }
+            } else {
+                memcpy(g + t * E, grad_y + row, sizeof(REAL) * E);
+            }
+        }
+        memset(g_u + b * L * E, 0, sizeof(REAL) * L * E);
+        memset(g_delta + b * L * E, 0, sizeof(REAL) * L * E);
+        memset(gCv, 0, sizeof(vec) * 2 * L * N);
+#define BACKWARD(nb_, cnt_) backward_block(nb_, cnt_, L, E, N, chunk, dt + e0, dtu + e0, g + e0, \
+            a2 + n0 * E + e0, B_b + n0, C_b + n0, ld_bc, bounds_b + n0 * E + e0,                 \
+            g_u + b * L * E + e0, g_delta + b * L * E + e0, gCv + n0, gBv + n0,                  \
+            g_A_t + n0 * E + e0, buf)
+        FOR_EACH_BLOCK(BACKWARD)
+        for (long t = 0; t < L; t++) {
+            const long row = (b * L + t) * E;
+            const REAL *restrict raw = delta + row, *restrict ut = u_b + t * E;
+            const REAL *restrict dtt = dt + t * E, *restrict gt = g + t * E;
+            for (long e = 0; e < E; e++) {
+                const REAL sum_GB = g_u[row + e], sum_gdA_A = g_delta[row + e] * from_decay_scale;
+                const REAL x = raw[e] + delta_bias[e];
+                const REAL g_dt = ut[e] * sum_GB + sum_gdA_A;
+                const REAL gd = x > SOFTPLUS_THRESHOLD ? g_dt : g_dt * sigmoid(x);
+                g_u[row + e] = dtt[e] * sum_GB + D[e] * gt[e];
+                g_delta[row + e] = gd;
+                g_bias[e] += gd;
+                g_D[e] += gt[e] * ut[e];
+            }
+            for (long n = 0; n < N; n++) {   /* the sums over e, across the lanes */
+                REAL sum_C = 0, sum_B = 0;
+                for (long l = 0; l < VL; l++) {
+                    sum_C += gCv[t * N + n][l];
+                    sum_B += gBv[t * N + n][l];
+                }
+                g_C[(b * L + t) * N + n] = sum_C;
+                g_B[(b * L + t) * N + n] = sum_B;
             }
         }
     }

@@ -284,7 +284,7 @@ def test_compiled_scan_equals_the_loop_values_and_gradients(batch, L, threads, c
 def test_compiled_scan_past_softplus_threshold_and_exp_underflow_equals_the_loop(dtype, tol):
     """Delta inputs above 20 (softplus returns its input there, and so must its gradient) and
     decays exp(Delta A) down to e^-250, below float32's smallest normal: the float32 build's
-    inlined exp reads 1.6e-38 there instead of 0, which must not show in y or the gradients."""
+    decay reads 2^-125 = 2.4e-38 there instead of 0, which must not show in y or the gradients."""
     x = scan_inputs(2, 12, 6, 4, seed=7)
     with torch.no_grad():
         x["delta"][:, ::3] += 25.0
@@ -298,6 +298,48 @@ def test_compiled_scan_past_softplus_threshold_and_exp_underflow_equals_the_loop
         outs.append([y] + list(torch.autograd.grad((y * w.double()).sum(), list(x.values()))))
     for name, slow, fast in zip(["y"] + list(x), *outs):
         torch.testing.assert_close(fast.double(), slow.double(), rtol=tol, atol=tol, msg=name)
+
+
+def assert_compiled_scan_equals_the_loop(batch, L, E, N, dtype, tol):
+    x = {k: v.detach().to(dtype).requires_grad_() for k, v in scan_inputs(batch, L, E, N, seed=E + N).items()}
+    w = torch.randn(batch, L, E, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    outs = []
+    for fn in (lambda: selective_scan_ref(**{k: v.double() for k, v in x.items()}),
+               lambda: selective_scan(**x, compiled=True).double()):
+        y = fn()
+        outs.append([y] + list(torch.autograd.grad((y * w.double()).sum(), list(x.values()))))
+    for name, slow, fast in zip(["y"] + list(x), *outs):
+        torch.testing.assert_close(fast.double(), slow.double(), rtol=tol, atol=tol, msg=name)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype,E,N,tol", [(torch.float64, 20, 15, 1e-10), (torch.float32, 37, 11, 1e-4)])
+def test_compiled_scan_blocks_of_every_shape_equal_the_loop(dtype, E, N, tol, monkeypatch):
+    """The scan goes block by block: a vector of channels (8 float64 or 16 float32 with
+    AVX-512, half that with AVX2) by 8 states (4 with AVX2). E = 20 and 37 give full vectors and
+    a partial one; N = 15 and 11 give blocks of every size the kernel has (8, 4, 2, 1); chunks of
+    7 positions do not divide L = 33."""
+    monkeypatch.setattr(cpu_scan, "CHUNK_BYTES", 2 * E * N * torch.finfo(dtype).bits // 8 * 7)
+    assert_compiled_scan_equals_the_loop(3, 33, E, N, dtype, tol)
+
+
+@needs_compiler
+@pytest.mark.skipif("avx512f" not in cpu_scan._cpu_features(),
+                    reason="no AVX-512 on this CPU: every other test already runs the portable build")
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)])
+def test_the_build_without_avx512_equals_the_loop(dtype, tol, tmp_path, monkeypatch):
+    """An AVX2-only CPU (the AMD machines) builds the portable decay (2^x from the exponent
+    bits, GCC vector extensions of 256 bits, blocks of 4 states): built here with
+    -mno-avx512f into an empty cache."""
+    monkeypatch.setattr(cpu_scan, "FLAGS", cpu_scan.FLAGS + ["-mno-avx512f"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cpu_scan._library.cache_clear()
+    try:
+        assert cpu_scan.available(dtype)
+        assert_compiled_scan_equals_the_loop(3, 33, 20, 15, dtype, tol)
+        assert_compiled_scan_equals_the_loop(2, 12, 6, 4, dtype, tol)
+    finally:
+        cpu_scan._library.cache_clear()
 
 
 @needs_compiler
