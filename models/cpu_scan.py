@@ -42,9 +42,9 @@ SOURCE = Path(__file__).with_name("selective_scan_cpu.c")
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-ffast-math", "-fPIC"]
 LINK = ["-shared", "-lm"]
 BUILDS = {torch.float32: [], torch.float64: ["-DUSE_DOUBLE"]}
-# The scan's forward keeps the state entering every chunk of positions: as many positions as
-# make a chunk's E x N states and decays this many bytes. The backward recomputes a chunk one
-# block of states at a time (selective_scan_cpu.c), a share that stays in the L1 cache.
+# The scan works a chunk of positions at a time and keeps the state entering each: as many
+# positions as make a chunk's E x N states and decays this many bytes (32 at E 128, N 32,
+# float32). What a chunk needs then stays in a core's L2 cache (selective_scan_cpu.c).
 CHUNK_BYTES = 1 << 20
 
 
@@ -209,7 +209,7 @@ class CompiledScan(torch.autograd.Function):
         y = torch.empty_like(u)
         pre = torch.empty_like(u) if z is not None else None     # p, before the gate
         bounds = u.new_empty(batch, -(-L // chunk), N, E)
-        work_size = lib.scan_forward_work(*_long(L, E, N))
+        work_size = lib.scan_forward_work(*_long(E, N, chunk))
 
         def run(g: slice) -> None:
             work = u.new_empty(work_size)
@@ -236,7 +236,7 @@ class CompiledScan(torch.autograd.Function):
         g_z = torch.empty_like(u) if z is not None else None
         groups = _groups(batch)
         g_A_t, g_D, g_bias = (u.new_zeros(len(groups), *t.shape) for t in (A_t, D, delta_bias))
-        work_size = lib.scan_backward_work(*_long(L, E, N, chunk))
+        work_size = lib.scan_backward_work(*_long(E, N, chunk))
 
         def run(i_g: tuple[int, slice]) -> None:
             i, g = i_g

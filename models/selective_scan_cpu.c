@@ -10,12 +10,13 @@
  *          A_bar_t = exp(Delta_t A),  h_t = A_bar_t * h_{t-1} + Delta_t u_t B_t,  h_0 = 0
  *          p_t = C_t . h_t + D * u_t,  y_t = p_t * SiLU(z_t)   (y_t = p_t without z)
  *
- * The scan runs on blocks of one user's state: VL channels (one SIMD vector) by NB states. A
- * block's states stay in registers while it walks all L positions, and C_t . h_t is added to
- * p block by block. Its forward keeps the state entering every chunk of `chunk` positions
- * (`bounds`) and p (`pre`); backward recomputes one block's decays and entering states a chunk
- * at a time from its bound (chunk x NB x 2 vectors, so that they stay in the L1 cache) and runs
- * the adjoint recurrence right to left:
+ * The scan walks one user's positions a chunk of `chunk` positions at a time (so that what a
+ * chunk needs stays in the core's L1 and L2 caches at any length), and a chunk block by block
+ * of the user's state: VL channels (one SIMD vector) by NB states, whose states stay in
+ * registers over the chunk's positions while C_t . h_t is added to p. The forward keeps the
+ * state entering every chunk (`bounds`) and p (`pre`); the backward takes the chunks right to
+ * left, recomputes a block's decays and entering states from its bound (chunk x NB x 2
+ * vectors) and runs the adjoint recurrence right to left:
  * G_t = dLoss/dh_t = C_t g_t + A_bar_{t+1} G_{t+1}, with g_t = dLoss/dp_t = grad_y SiLU(z_t):
  *     dC_t = sum_e g_t h_t          dB_t = sum_e G_t Delta_t u_t        dD = sum_t g_t u_t
  *     du_t = Delta_t sum_n G_t B_t + D g_t
@@ -204,48 +205,47 @@ void conv_silu_backward(long users, long L, long E, long K, const REAL *restrict
 
 /* ---- selective scan ------------------------------------------------------------------- */
 
-/* Delta (dt) and Delta u (dtu) of one user's L positions, rows of E */
-static void user_deltas(long L, long E, const REAL *restrict delta_b, const REAL *restrict bias,
-                        const REAL *restrict u_b, REAL *restrict dt, REAL *restrict dtu)
+/* Delta (dt) and Delta u (dtu) of m positions (rows of E) */
+static void chunk_deltas(long m, long E, const REAL *restrict delta, const REAL *restrict bias,
+                         const REAL *restrict u, REAL *restrict dt, REAL *restrict dtu)
 {
-    for (long t = 0; t < L; t++) {
-        softplus_row(E, delta_b + t * E, bias, dt + t * E);
+    for (long j = 0; j < m; j++) {
+        softplus_row(E, delta + j * E, bias, dt + j * E);
         for (long e = 0; e < E; e++)
-            dtu[t * E + e] = dt[t * E + e] * u_b[t * E + e];
+            dtu[j * E + e] = dt[j * E + e] * u[j * E + e];
     }
 }
 
-/* One block, all L positions: cnt channels (from e0: every row pointer starts there) by nb
- * states (from n0: a2, B_b, C_b, bounds_b start there). h_t = A_bar_t h_{t-1} + Delta_t u_t B_t
- * in registers; p_t (rows of E) += sum_n C_t h_t; the state entering every chunk to bounds_b. */
-ALWAYS_INLINE void forward_block(const long nb, const long cnt, long L, long E, long N, long chunk,
+/* One block over m positions: cnt channels (from e0: every row pointer starts there) by nb
+ * states (from n0: a2, B, C, h start there). h_t = A_bar_t h_{t-1} + Delta_t u_t B_t in
+ * registers, from and back to h; p_t (rows of E) += sum_n C_t h_t. */
+ALWAYS_INLINE void forward_block(const long nb, const long cnt, long m, long E,
                                  const REAL *restrict dt, const REAL *restrict dtu,
-                                 const REAL *restrict a2, const REAL *restrict B_b,
-                                 const REAL *restrict C_b, long ld_bc, REAL *restrict p,
-                                 REAL *restrict bounds_b)
+                                 const REAL *restrict a2, const REAL *restrict B,
+                                 const REAL *restrict C, long ld_bc, REAL *restrict p,
+                                 REAL *restrict h_block)
 {
     vec h[NB], A[NB];
     for (long i = 0; i < nb; i++) {
-        h[i] = (vec){0};
+        h[i] = vload(h_block + i * E, cnt);
         A[i] = vload(a2 + i * E, cnt);
     }
-    for (long t = 0; t < L; t++) {
-        if (t % chunk == 0)
-            for (long i = 0; i < nb; i++)
-                vstore(bounds_b + (t / chunk) * N * E + i * E, h[i], cnt);
-        const vec dtv = vload(dt + t * E, cnt), dtuv = vload(dtu + t * E, cnt);
-        const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
-        vec pv = vload(p + t * E, cnt);
+    for (long j = 0; j < m; j++) {
+        const vec dtv = vload(dt + j * E, cnt), dtuv = vload(dtu + j * E, cnt);
+        const REAL *restrict Bt = B + j * ld_bc, *restrict Ct = C + j * ld_bc;
+        vec pv = vload(p + j * E, cnt);
         for (long i = 0; i < nb; i++) {
             h[i] = decay(dtv * A[i]) * h[i] + dtuv * Bt[i];
             pv += h[i] * Ct[i];
         }
-        vstore(p + t * E, pv, cnt);
+        vstore(p + j * E, pv, cnt);
     }
+    for (long i = 0; i < nb; i++)
+        vstore(h_block + i * E, h[i], cnt);
 }
 
-/* body(nb, cnt) over every block of one user: constant nb and cnt, so that a block's vectors
- * are registers (full vectors of NB states; the remainders of E and N after them) */
+/* body(nb, cnt) over every block of a user's state: constant nb and cnt, so that a block's
+ * vectors are registers (full vectors of NB states; the remainders of E and N after them) */
 #define FOR_EACH_BLOCK(body) \
     for (long e0 = 0; e0 < E; e0 += VL) {                                        \
         const long cnt = E - e0 < VL ? E - e0 : VL;                               \
@@ -261,8 +261,9 @@ ALWAYS_INLINE void forward_block(const long nb, const long cnt, long L, long E, 
         }                                                                         \
     }
 
-/* the work (REALs) each thread's scan_forward needs: A log2(e), Delta and Delta u of a user */
-long scan_forward_work(long L, long E, long N) { return N * E + 2 * L * E; }
+/* the work (REALs) each thread's scan_forward needs: A log2(e), a user's state, Delta and
+ * Delta u of a chunk */
+long scan_forward_work(long E, long N, long chunk) { return 2 * N * E + 2 * chunk * E; }
 
 void scan_forward(long users, long L, long E, long N, long chunk,
                   const REAL *restrict delta, const REAL *restrict delta_bias,
@@ -274,94 +275,98 @@ void scan_forward(long users, long L, long E, long N, long chunk,
                   REAL *restrict work /* scan_forward_work */)
 {
     const long n_chunks = (L + chunk - 1) / chunk;
-    REAL *restrict a2 = work, *restrict dt = a2 + N * E, *restrict dtu = dt + L * E;
+    REAL *restrict a2 = work, *restrict h = a2 + N * E;
+    REAL *restrict dt = h + N * E, *restrict dtu = dt + chunk * E;
     for (long i = 0; i < N * E; i++)
         a2[i] = A_t[i] * DECAY_BASE_SCALE;
     for (long b = 0; b < users; b++) {
-        const REAL *restrict u_b = u + b * L * E;
-        const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
-        REAL *restrict p = (z ? pre : y) + b * L * E;
-        REAL *restrict bounds_b = bounds + b * n_chunks * N * E;
-        user_deltas(L, E, delta + b * L * E, delta_bias, u_b, dt, dtu);
-        for (long t = 0; t < L; t++)
-            for (long e = 0; e < E; e++)
-                p[t * E + e] = D[e] * u_b[t * E + e];
-#define FORWARD(nb_, cnt_) forward_block(nb_, cnt_, L, E, N, chunk, dt + e0, dtu + e0, \
-            a2 + n0 * E + e0, B_b + n0, C_b + n0, ld_bc, p + e0, bounds_b + n0 * E + e0)
-        FOR_EACH_BLOCK(FORWARD)
-        if (z)
-            for (long t = 0; t < L; t++) {
-                const REAL *restrict zt = z + (b * L + t) * ld_z, *restrict pt = p + t * E;
-                REAL *restrict yt = y + (b * L + t) * E;
+        memset(h, 0, sizeof(REAL) * N * E);
+        for (long k = 0; k < n_chunks; k++) {   /* positions s .. s + m - 1 */
+            const long s = k * chunk, m = (L - s < chunk) ? L - s : chunk, row = b * L + s;
+            const REAL *restrict u_k = u + row * E;
+            const REAL *restrict B_k = B + row * ld_bc, *restrict C_k = C + row * ld_bc;
+            REAL *restrict p = (z ? pre : y) + row * E;
+            memcpy(bounds + (b * n_chunks + k) * N * E, h, sizeof(REAL) * N * E);
+            chunk_deltas(m, E, delta + row * E, delta_bias, u_k, dt, dtu);
+            for (long j = 0; j < m; j++)
                 for (long e = 0; e < E; e++)
-                    yt[e] = pt[e] * zt[e] * sigmoid(zt[e]);
-            }
+                    p[j * E + e] = D[e] * u_k[j * E + e];
+#define FORWARD(nb_, cnt_) forward_block(nb_, cnt_, m, E, dt + e0, dtu + e0, a2 + n0 * E + e0, \
+            B_k + n0, C_k + n0, ld_bc, p + e0, h + n0 * E + e0)
+            FOR_EACH_BLOCK(FORWARD)
+            if (z)
+                for (long j = 0; j < m; j++) {
+                    const REAL *restrict zt = z + (row + j) * ld_z, *restrict pt = p + j * E;
+                    REAL *restrict yt = y + (row + j) * E;
+                    for (long e = 0; e < E; e++)
+                        yt[e] = pt[e] * zt[e] * sigmoid(zt[e]);
+                }
+        }
     }
 }
 
-/* The adjoint of one block (as in forward_block), right to left a chunk at a time: the chunk's
- * decays and entering states are recomputed from its bound into buf, then G_t runs in
- * registers; the sums over n are added to sum_GB and sum_gdA (rows of E), the sums over e to
- * gCv, gBv (rows of N vectors), dA = sum_t G_t A_bar_t h_{t-1} Delta_t to g_A. */
-ALWAYS_INLINE void backward_block(const long nb, const long cnt, long L, long E, long N,
-                                  long chunk, const REAL *restrict dt, const REAL *restrict dtu,
+/* The adjoint of one block (as in forward_block) over one chunk of m positions, right to
+ * left: the chunk's decays and entering states are recomputed from the block's bound into
+ * buf, then G_t runs in registers, from and back to G_block; the sums over n are added to
+ * sum_GB and sum_gdA (rows of E), the sums over e to gCv, gBv (rows of N vectors), and
+ * dA = sum_t G_t A_bar_t h_{t-1} Delta_t to g_A. */
+ALWAYS_INLINE void backward_block(const long nb, const long cnt, long m, long E, long N,
+                                  const REAL *restrict dt, const REAL *restrict dtu,
                                   const REAL *restrict g, const REAL *restrict a2,
-                                  const REAL *restrict B_b, const REAL *restrict C_b, long ld_bc,
-                                  const REAL *restrict bounds_b, REAL *restrict sum_GB,
+                                  const REAL *restrict B, const REAL *restrict C, long ld_bc,
+                                  const REAL *restrict bound, REAL *restrict sum_GB,
                                   REAL *restrict sum_gdA, vec *restrict gCv, vec *restrict gBv,
-                                  REAL *restrict g_A, vec *restrict buf /* chunk x nb x 2 */)
+                                  REAL *restrict G_block, REAL *restrict g_A,
+                                  vec *restrict buf /* chunk x nb x 2 */)
 {
-    const long n_chunks = (L + chunk - 1) / chunk;
-    vec G[NB], gA[NB];
-    for (long i = 0; i < nb; i++)
-        G[i] = gA[i] = (vec){0};
-    for (long k = n_chunks - 1; k >= 0; k--) {
-        const long s = k * chunk, m = (L - s < chunk) ? L - s : chunk;
-        vec h[NB];
-        for (long i = 0; i < nb; i++)
-            h[i] = vload(bounds_b + k * N * E + i * E, cnt);
-        for (long j = 0; j < m; j++) {   /* buf: A_bar_t and h_{t-1} */
-            const long t = s + j;
-            const vec dtv = vload(dt + t * E, cnt), dtuv = vload(dtu + t * E, cnt);
-            const REAL *restrict Bt = B_b + t * ld_bc;
-            for (long i = 0; i < nb; i++) {
-                const vec a = decay(dtv * vload(a2 + i * E, cnt));
-                buf[(j * nb + i) * 2] = a;
-                buf[(j * nb + i) * 2 + 1] = h[i];
-                h[i] = a * h[i] + dtuv * Bt[i];
-            }
-        }
-        for (long j = m - 1; j >= 0; j--) {
-            const long t = s + j;
-            const vec dtv = vload(dt + t * E, cnt), dtuv = vload(dtu + t * E, cnt);
-            const vec gv = vload(g + t * E, cnt);
-            vec sGB = vload(sum_GB + t * E, cnt), sgdA = vload(sum_gdA + t * E, cnt);
-            const REAL *restrict Bt = B_b + t * ld_bc, *restrict Ct = C_b + t * ld_bc;
-            vec *restrict gCt = gCv + t * N, *restrict gBt = gBv + t * N;
-            for (long i = 0; i < nb; i++) {
-                const vec a = buf[(j * nb + i) * 2], h_prev = buf[(j * nb + i) * 2 + 1];
-                const vec Gv = G[i] + gv * Ct[i];              /* G_t */
-                const vec g_dA = Gv * a * h_prev;              /* dLoss/d(Delta_t A) */
-                gCt[i] += gv * (a * h_prev + dtuv * Bt[i]);    /* g_t h_t */
-                gBt[i] += Gv * dtuv;
-                sGB += Gv * Bt[i];
-                sgdA += g_dA * vload(a2 + i * E, cnt);        /* A log2(e): see scan_backward */
-                gA[i] += g_dA * dtv;
-                G[i] = a * Gv;                                 /* A_bar_t G_t, for t - 1 */
-            }
-            vstore(sum_GB + t * E, sGB, cnt);
-            vstore(sum_gdA + t * E, sgdA, cnt);
+    vec G[NB], gA[NB], h[NB];
+    for (long i = 0; i < nb; i++) {
+        G[i] = vload(G_block + i * E, cnt);
+        gA[i] = (vec){0};
+        h[i] = vload(bound + i * E, cnt);
+    }
+    for (long j = 0; j < m; j++) {   /* buf: A_bar_t and h_{t-1} */
+        const vec dtv = vload(dt + j * E, cnt), dtuv = vload(dtu + j * E, cnt);
+        const REAL *restrict Bt = B + j * ld_bc;
+        for (long i = 0; i < nb; i++) {
+            const vec a = decay(dtv * vload(a2 + i * E, cnt));
+            buf[(j * nb + i) * 2] = a;
+            buf[(j * nb + i) * 2 + 1] = h[i];
+            h[i] = a * h[i] + dtuv * Bt[i];
         }
     }
-    for (long i = 0; i < nb; i++)
+    for (long j = m - 1; j >= 0; j--) {
+        const vec dtv = vload(dt + j * E, cnt), dtuv = vload(dtu + j * E, cnt);
+        const vec gv = vload(g + j * E, cnt);
+        vec sGB = vload(sum_GB + j * E, cnt), sgdA = vload(sum_gdA + j * E, cnt);
+        const REAL *restrict Bt = B + j * ld_bc, *restrict Ct = C + j * ld_bc;
+        vec *restrict gCt = gCv + j * N, *restrict gBt = gBv + j * N;
+        for (long i = 0; i < nb; i++) {
+            const vec a = buf[(j * nb + i) * 2], h_prev = buf[(j * nb + i) * 2 + 1];
+            const vec Gv = G[i] + gv * Ct[i];              /* G_t */
+            const vec g_dA = Gv * a * h_prev;              /* dLoss/d(Delta_t A) */
+            gCt[i] += gv * (a * h_prev + dtuv * Bt[i]);    /* g_t h_t */
+            gBt[i] += Gv * dtuv;
+            sGB += Gv * Bt[i];
+            sgdA += g_dA * vload(a2 + i * E, cnt);        /* A log2(e): see scan_backward */
+            gA[i] += g_dA * dtv;
+            G[i] = a * Gv;                                 /* A_bar_t G_t, for t - 1 */
+        }
+        vstore(sum_GB + j * E, sGB, cnt);
+        vstore(sum_gdA + j * E, sgdA, cnt);
+    }
+    for (long i = 0; i < nb; i++) {
+        vstore(G_block + i * E, G[i], cnt);
         vstore(g_A + i * E, vload(g_A + i * E, cnt) + gA[i], cnt);
+    }
 }
 
-/* the work (REALs) each thread's scan_backward needs: A log2(e); Delta, Delta u and g of a
- * user; gCv, gBv; one block's chunk (buf); slack to align the vectors */
-long scan_backward_work(long L, long E, long N, long chunk)
+/* the work (REALs) each thread's scan_backward needs: A log2(e), a user's G; Delta, Delta u
+ * and g of a chunk; gCv, gBv of a chunk; one block's share of a chunk (buf); slack to align
+ * the vectors */
+long scan_backward_work(long E, long N, long chunk)
 {
-    return N * E + 3 * L * E + 2 * L * N * VL + 2 * chunk * NB * VL + VL;
+    return 2 * N * E + 3 * chunk * E + 2 * chunk * N * VL + 2 * chunk * NB * VL + VL;
 }
 
 void scan_backward(long users, long L, long E, long N, long chunk,
@@ -378,64 +383,70 @@ void scan_backward(long users, long L, long E, long N, long chunk,
                    REAL *restrict work /* scan_backward_work */)
 {
     const long n_chunks = (L + chunk - 1) / chunk;
-    REAL *restrict a2 = work, *restrict dt = a2 + N * E, *restrict dtu = dt + L * E;
-    REAL *restrict g = dtu + L * E;   /* dLoss/dp_t */
-    REAL *vectors = g + L * E;
+    REAL *restrict a2 = work, *restrict G = a2 + N * E;
+    REAL *restrict dt = G + N * E, *restrict dtu = dt + chunk * E;
+    REAL *restrict g = dtu + chunk * E;   /* dLoss/dp_t */
+    REAL *vectors = g + chunk * E;
     vectors += (VL - ((unsigned long)vectors / sizeof(REAL)) % VL) % VL;   /* aligned */
-    vec *restrict gCv = (vec *)vectors, *restrict gBv = gCv + L * N, *restrict buf = gBv + L * N;
-    /* the blocks' sums over n are kept in g_u and g_delta until every block has added to them;
-     * sum_n G_t A_bar_t h_{t-1} A is summed with A log2(e), the decays' argument */
+    vec *restrict gCv = (vec *)vectors, *restrict gBv = gCv + chunk * N;
+    vec *restrict buf = gBv + chunk * N;
+    /* a chunk's sums over n are kept in its rows of g_u and g_delta until every block has
+     * added to them; sum_n G_t A_bar_t h_{t-1} A is summed with A log2(e), the decays' argument */
     const REAL from_decay_scale = 1 / DECAY_BASE_SCALE;
     for (long i = 0; i < N * E; i++)
         a2[i] = A_t[i] * DECAY_BASE_SCALE;
     for (long b = 0; b < users; b++) {
-        const REAL *restrict u_b = u + b * L * E;
-        const REAL *restrict B_b = B + b * L * ld_bc, *restrict C_b = C + b * L * ld_bc;
-        const REAL *restrict bounds_b = bounds + b * n_chunks * N * E;
-        user_deltas(L, E, delta + b * L * E, delta_bias, u_b, dt, dtu);
-        for (long t = 0; t < L; t++) {
-            const long row = (b * L + t) * E;
-            if (z) {   /* g = grad_y SiLU(z); dz = grad_y p SiLU'(z) */
-                const REAL *restrict zt = z + (b * L + t) * ld_z;
+        memset(G, 0, sizeof(REAL) * N * E);
+        for (long k = n_chunks - 1; k >= 0; k--) {   /* positions s .. s + m - 1 */
+            const long s = k * chunk, m = (L - s < chunk) ? L - s : chunk, row = b * L + s;
+            const REAL *restrict u_k = u + row * E;
+            const REAL *restrict B_k = B + row * ld_bc, *restrict C_k = C + row * ld_bc;
+            const REAL *restrict bound = bounds + (b * n_chunks + k) * N * E;
+            chunk_deltas(m, E, delta + row * E, delta_bias, u_k, dt, dtu);
+            for (long j = 0; j < m; j++) {
+                const long r = (row + j) * E;
+                if (z) {   /* g = grad_y SiLU(z); dz = grad_y p SiLU'(z) */
+                    const REAL *restrict zt = z + (row + j) * ld_z;
+                    for (long e = 0; e < E; e++) {
+                        const REAL sz = sigmoid(zt[e]);
+                        g[j * E + e] = grad_y[r + e] * zt[e] * sz;
+                        g_z[r + e] = grad_y[r + e] * pre[r + e] * sz * (1 + zt[e] * (1 - sz));
+                    }
+                } else {
+                    memcpy(g + j * E, grad_y + r, sizeof(REAL) * E);
+                }
+            }
+            memset(g_u + row * E, 0, sizeof(REAL) * m * E);
+            memset(g_delta + row * E, 0, sizeof(REAL) * m * E);
+            memset(gCv, 0, sizeof(vec) * 2 * chunk * N);
+#define BACKWARD(nb_, cnt_) backward_block(nb_, cnt_, m, E, N, dt + e0, dtu + e0, g + e0,          \
+                a2 + n0 * E + e0, B_k + n0, C_k + n0, ld_bc, bound + n0 * E + e0,                  \
+                g_u + row * E + e0, g_delta + row * E + e0, gCv + n0, gBv + n0, G + n0 * E + e0,  \
+                g_A_t + n0 * E + e0, buf)
+            FOR_EACH_BLOCK(BACKWARD)
+            for (long j = 0; j < m; j++) {
+                const long r = (row + j) * E;
+                const REAL *restrict raw = delta + r, *restrict ut = u_k + j * E;
+                const REAL *restrict dtt = dt + j * E, *restrict gt = g + j * E;
                 for (long e = 0; e < E; e++) {
-                    const REAL sz = sigmoid(zt[e]);
-                    g[t * E + e] = grad_y[row + e] * zt[e] * sz;
-                    g_z[row + e] = grad_y[row + e] * pre[row + e] * sz * (1 + zt[e] * (1 - sz));
+                    const REAL sum_GB = g_u[r + e], sum_gdA_A = g_delta[r + e] * from_decay_scale;
+                    const REAL x = raw[e] + delta_bias[e];
+                    const REAL g_dt = ut[e] * sum_GB + sum_gdA_A;
+                    const REAL gd = x > SOFTPLUS_THRESHOLD ? g_dt : g_dt * sigmoid(x);
+                    g_u[r + e] = dtt[e] * sum_GB + D[e] * gt[e];
+                    g_delta[r + e] = gd;
+                    g_bias[e] += gd;
+                    g_D[e] += gt[e] * ut[e];
                 }
-            } else {
-                memcpy(g + t * E, grad_y + row, sizeof(REAL) * E);
-            }
-        }
-        memset(g_u + b * L * E, 0, sizeof(REAL) * L * E);
-        memset(g_delta + b * L * E, 0, sizeof(REAL) * L * E);
-        memset(gCv, 0, sizeof(vec) * 2 * L * N);
-#define BACKWARD(nb_, cnt_) backward_block(nb_, cnt_, L, E, N, chunk, dt + e0, dtu + e0, g + e0, \
-            a2 + n0 * E + e0, B_b + n0, C_b + n0, ld_bc, bounds_b + n0 * E + e0,                 \
-            g_u + b * L * E + e0, g_delta + b * L * E + e0, gCv + n0, gBv + n0,                  \
-            g_A_t + n0 * E + e0, buf)
-        FOR_EACH_BLOCK(BACKWARD)
-        for (long t = 0; t < L; t++) {
-            const long row = (b * L + t) * E;
-            const REAL *restrict raw = delta + row, *restrict ut = u_b + t * E;
-            const REAL *restrict dtt = dt + t * E, *restrict gt = g + t * E;
-            for (long e = 0; e < E; e++) {
-                const REAL sum_GB = g_u[row + e], sum_gdA_A = g_delta[row + e] * from_decay_scale;
-                const REAL x = raw[e] + delta_bias[e];
-                const REAL g_dt = ut[e] * sum_GB + sum_gdA_A;
-                const REAL gd = x > SOFTPLUS_THRESHOLD ? g_dt : g_dt * sigmoid(x);
-                g_u[row + e] = dtt[e] * sum_GB + D[e] * gt[e];
-                g_delta[row + e] = gd;
-                g_bias[e] += gd;
-                g_D[e] += gt[e] * ut[e];
-            }
-            for (long n = 0; n < N; n++) {   /* the sums over e, across the lanes */
-                REAL sum_C = 0, sum_B = 0;
-                for (long l = 0; l < VL; l++) {
-                    sum_C += gCv[t * N + n][l];
-                    sum_B += gBv[t * N + n][l];
+                for (long n = 0; n < N; n++) {   /* the sums over e, across the lanes */
+                    REAL sum_C = 0, sum_B = 0;
+                    for (long l = 0; l < VL; l++) {
+                        sum_C += gCv[j * N + n][l];
+                        sum_B += gBv[j * N + n][l];
+                    }
+                    g_C[(row + j) * N + n] = sum_C;
+                    g_B[(row + j) * N + n] = sum_B;
                 }
-                g_C[(b * L + t) * N + n] = sum_C;
-                g_B[(b * L + t) * N + n] = sum_B;
             }
         }
     }
