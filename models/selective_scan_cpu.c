@@ -98,7 +98,7 @@ ALWAYS_INLINE vec decay(vec x)
         a[l] = exp(x[l]);
     return a;
 }
-#elif defined(__AVX512F__)
+#elif defined(__AVX512F__) && defined(__AVX512DQ__)   /* reduce is AVX512DQ */
 #include <immintrin.h>
 /* AVX-512 has the steps as instructions: reduce (x - round(x)), roundscale, scalef (p 2^k) */
 ALWAYS_INLINE vec decay(vec xv)
