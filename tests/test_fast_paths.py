@@ -279,6 +279,21 @@ def test_compiled_scan_equals_the_loop_values_and_gradients(batch, L, threads, c
         torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-11, msg=name)
 
 
+def assert_compiled_scan_equals_the_loop(x, dtype, tol, w_seed=5):
+    """The compiled scan on scan_inputs x cast to dtype against the loop in float64: y and
+    every gradient of (y * w).sum()."""
+    x = {k: v.detach().to(dtype).requires_grad_() for k, v in x.items()}
+    batch, L, E = x["u"].shape
+    w = torch.randn(batch, L, E, dtype=dtype, generator=torch.Generator().manual_seed(w_seed))
+    outs = []
+    for fn in (lambda: selective_scan_ref(**{k: v.double() for k, v in x.items()}),
+               lambda: selective_scan(**x, compiled=True).double()):
+        y = fn()
+        outs.append([y] + list(torch.autograd.grad((y * w.double()).sum(), list(x.values()))))
+    for name, slow, fast in zip(["y"] + list(x), *outs):
+        torch.testing.assert_close(fast.double(), slow.double(), rtol=tol, atol=tol, msg=name)
+
+
 @needs_compiler
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 def test_compiled_scan_past_softplus_threshold_and_exp_underflow_equals_the_loop(dtype, tol):
@@ -289,27 +304,7 @@ def test_compiled_scan_past_softplus_threshold_and_exp_underflow_equals_the_loop
     with torch.no_grad():
         x["delta"][:, ::3] += 25.0
         x["A"].mul_(3.0)                                           # A down to -9: Delta A to -250
-    x = {k: v.detach().to(dtype).requires_grad_() for k, v in x.items()}
-    w = torch.randn(2, 12, 6, dtype=dtype, generator=torch.Generator().manual_seed(3))
-    outs = []
-    for fn in (lambda: selective_scan_ref(**{k: v.double() for k, v in x.items()}),
-               lambda: selective_scan(**x, compiled=True).double()):
-        y = fn()
-        outs.append([y] + list(torch.autograd.grad((y * w.double()).sum(), list(x.values()))))
-    for name, slow, fast in zip(["y"] + list(x), *outs):
-        torch.testing.assert_close(fast.double(), slow.double(), rtol=tol, atol=tol, msg=name)
-
-
-def assert_compiled_scan_equals_the_loop(batch, L, E, N, dtype, tol):
-    x = {k: v.detach().to(dtype).requires_grad_() for k, v in scan_inputs(batch, L, E, N, seed=E + N).items()}
-    w = torch.randn(batch, L, E, dtype=dtype, generator=torch.Generator().manual_seed(5))
-    outs = []
-    for fn in (lambda: selective_scan_ref(**{k: v.double() for k, v in x.items()}),
-               lambda: selective_scan(**x, compiled=True).double()):
-        y = fn()
-        outs.append([y] + list(torch.autograd.grad((y * w.double()).sum(), list(x.values()))))
-    for name, slow, fast in zip(["y"] + list(x), *outs):
-        torch.testing.assert_close(fast.double(), slow.double(), rtol=tol, atol=tol, msg=name)
+    assert_compiled_scan_equals_the_loop(x, dtype, tol, w_seed=3)
 
 
 @needs_compiler
@@ -320,7 +315,7 @@ def test_compiled_scan_blocks_of_every_shape_equal_the_loop(dtype, E, N, tol, mo
     a partial one; N = 15 and 11 give blocks of every size the kernel has (8, 4, 2, 1); chunks of
     7 positions do not divide L = 33."""
     monkeypatch.setattr(cpu_scan, "CHUNK_BYTES", 2 * E * N * torch.finfo(dtype).bits // 8 * 7)
-    assert_compiled_scan_equals_the_loop(3, 33, E, N, dtype, tol)
+    assert_compiled_scan_equals_the_loop(scan_inputs(3, 33, E, N, seed=E + N), dtype, tol)
 
 
 @needs_compiler
@@ -336,8 +331,8 @@ def test_the_build_without_avx512_equals_the_loop(dtype, tol, tmp_path, monkeypa
     cpu_scan._library.cache_clear()
     try:
         assert cpu_scan.available(dtype)
-        assert_compiled_scan_equals_the_loop(3, 33, 20, 15, dtype, tol)
-        assert_compiled_scan_equals_the_loop(2, 12, 6, 4, dtype, tol)
+        for shape in ((3, 33, 20, 15), (2, 12, 6, 4)):
+            assert_compiled_scan_equals_the_loop(scan_inputs(*shape, seed=sum(shape[2:])), dtype, tol)
     finally:
         cpu_scan._library.cache_clear()
 
