@@ -246,18 +246,15 @@ ALWAYS_INLINE void forward_block(const long nb, const long cnt, long m, long E,
 
 /* body(nb, cnt) over every block of a user's state: constant nb and cnt, so that a block's
  * vectors are registers (full vectors of NB states; the remainders of E and N after them) */
+#define EACH_NB(body, cnt_) \
+    if (nb == NB) body(NB, cnt_); else if (nb == 4) body(4, cnt_);                \
+    else if (nb == 2) body(2, cnt_); else body(1, cnt_)
 #define FOR_EACH_BLOCK(body) \
     for (long e0 = 0; e0 < E; e0 += VL) {                                        \
         const long cnt = E - e0 < VL ? E - e0 : VL;                               \
         for (long n0 = 0, nb; n0 < N; n0 += nb) {                                 \
             nb = N - n0 >= NB ? NB : N - n0 >= 4 ? 4 : N - n0 >= 2 ? 2 : 1;       \
-            if (cnt == VL) {                                                      \
-                if (nb == NB) body(NB, VL); else if (nb == 4) body(4, VL);        \
-                else if (nb == 2) body(2, VL); else body(1, VL);                  \
-            } else {                                                              \
-                if (nb == NB) body(NB, cnt); else if (nb == 4) body(4, cnt);      \
-                else if (nb == 2) body(2, cnt); else body(1, cnt);                \
-            }                                                                     \
+            if (cnt == VL) { EACH_NB(body, VL); } else { EACH_NB(body, cnt); }    \
         }                                                                         \
     }
 
@@ -418,7 +415,7 @@ void scan_backward(long users, long L, long E, long N, long chunk,
             }
             memset(g_u + row * E, 0, sizeof(REAL) * m * E);
             memset(g_delta + row * E, 0, sizeof(REAL) * m * E);
-            memset(gCv, 0, sizeof(vec) * 2 * chunk * N);
+            memset(gCv, 0, sizeof(vec) * 2 * chunk * N);   /* gCv and gBv, one after the other */
 #define BACKWARD(nb_, cnt_) backward_block(nb_, cnt_, m, E, N, dt + e0, dtu + e0, g + e0,          \
                 a2 + n0 * E + e0, B_k + n0, C_k + n0, ld_bc, bound + n0 * E + e0,                  \
                 g_u + row * E + e0, g_delta + row * E + e0, gCv + n0, gBv + n0, G + n0 * E + e0,  \
