@@ -171,8 +171,11 @@ def test_two_workers_share_one_study_and_use_the_budget_exactly(dataset, tmp_pat
     assert len(counted) == 6                                      # exactly the budget
     assert {t.user_attrs["worker"] for t in counted} == {0, 1}     # both took trials
     assert all(t.user_attrs.get("surplus") for t in found if t.state == TrialState.FAIL)
-    for i in range(2):
-        assert json.loads((tmp_path / f"worker{i}.json").read_text())["counted"] == 6
+    # a worker's summary counts the study's finished trials when that worker stops: one that
+    # stops on a surplus slot can do so while the other's last trial still runs (seen under
+    # load: 5), so only the worker that stops last must have seen the whole budget
+    seen = [json.loads((tmp_path / f"worker{i}.json").read_text())["counted"] for i in range(2)]
+    assert max(seen) == 6
 
 
 def test_a_worker_killed_with_sigkill_resumes_and_keeps_its_finished_trials(dataset, tmp_path):
