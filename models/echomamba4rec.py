@@ -63,7 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import Dropout, SequentialRecommender, check_window, recbole_init_except
+from models.base import (Dropout, SequentialRecommender, check_window, linear_halves,
+                         recbole_init_except)
 from models.mamba4rec import MambaBlock
 
 
@@ -139,7 +140,7 @@ class GLU(nn.Module):
         self.norm = nn.LayerNorm(c.hidden_size, eps=1e-12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, g = self.fc1(x).chunk(2, dim=-1)                                 # (batch, n, d) each
+        a, g = linear_halves(self.fc1, x)                                   # (batch, n, d) each
         return self.norm(self.dropout(self.fc2(a * torch.sigmoid(g)) + x))
 
 

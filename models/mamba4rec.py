@@ -62,7 +62,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import cpu_scan
-from models.base import Dropout, FeedForward, SequentialRecommender, recbole_init_except
+from models.base import (Dropout, FeedForward, SequentialRecommender, linear_halves,
+                         recbole_init_except)
 
 try:  # optional CUDA kernels; the pure-PyTorch path below is the reference
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
@@ -291,7 +292,7 @@ class MambaBlock(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         L = u.size(1)
-        x, z = self.in_proj(u).chunk(2, dim=-1)                         # (batch, L, E) each
+        x, z = linear_halves(self.in_proj, u)                           # (batch, L, E) each
         fast = self._kernels_apply(u)
         # on a CPU: the compiled conv + SiLU and scan of models/cpu_scan.py, in float32
         # (float64 for a float64 model), reading x and z where in_proj wrote them

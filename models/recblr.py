@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.base import Dropout, FeedForward, SequentialRecommender, recbole_init
+from models.base import Dropout, FeedForward, SequentialRecommender, linear_halves, recbole_init
 
 
 @dataclass
@@ -89,11 +89,11 @@ class BDLRU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         L = x.size(1)
-        u, z = self.input(x).chunk(2, dim=-1)                           # (B, L, E) each
+        u, z = linear_halves(self.input, x)                             # (B, L, E) each
         pad = 2 ** (L - 1).bit_length() - L if self.pad_to_power_of_two else 0
         u = F.pad(u, (0, 0, pad, 0))                                    # (B, pad + L, E), zeros first
         u = F.silu(self.conv1d(u.transpose(1, 2))[..., :pad + L]).transpose(1, 2)  # causal conv
-        r, i = self.gates(u).chunk(2, dim=-1)
+        r, i = linear_halves(self.gates, u)
         alpha = torch.exp(-F.softplus(self.Lambda) * torch.sigmoid(r))
         beta = torch.sqrt(1 - alpha.pow(2) + 1e-8) * torch.sigmoid(i)
         h = linear_recurrence(alpha, beta * u)[:, pad:]                 # (B, L, E), phantom steps dropped

@@ -1,6 +1,7 @@
 """The fast paths of issue 28 against their explicit references, in float64, values and gradients.
 
   models/base.py      `Dropout` (geometric-gap mask draw)  vs  the Bernoulli(p) mask it stands for
+                      `linear_halves` (two products)  vs  layer(x).chunk(2)
   models/recgrela.py  `rotate_pairs` (one complex product)  vs  `apply_rope` (the real formula)
                       `rela_attention` (D x D head-block matmuls)  vs  the per-head einsums of 3672477
                       recomputation with the gap dropout  vs  no recomputation (same masks replayed)
@@ -18,9 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from models import build_model
-from models.base import GAP_MAX_P, Dropout, dropped_positions, dropout
+from models.base import (GAP_MAX_P, Dropout, dropout, dropped_positions, geometric_gaps,
+                         linear_halves)
 from models import cpu_scan
 from models.mamba4rec import MambaBlock, selective_scan, selective_scan_ref
 from models.recgrela import (apply_rope, rela_attention, rope_angles, rotate_pairs,
@@ -67,6 +70,38 @@ def test_dropout_runs_of_kept_elements_are_geometric():
     for g, prob in ((1, p), (2, p * (1 - p)), (10, p * (1 - p) ** 9)):
         share = (gaps == g).double().mean().item()
         assert abs(share - prob) < 6 * math.sqrt(prob * (1 - prob) / m), g
+
+
+@pytest.mark.parametrize("p", [0.01, 0.2])
+def test_geometric_gaps_have_the_geometric_law_on_1_2_and_so_on(p):
+    """P(G = k) = p (1 - p)^(k - 1) for k = 1, 2, 5, the mean 1 / p, never 0."""
+    torch.manual_seed(0)
+    m = 400_000
+    gaps = geometric_gaps(m, p)
+    assert gaps.dtype == torch.int64 and int(gaps.min()) >= 1
+    for k in (1, 2, 5):
+        prob = p * (1 - p) ** (k - 1)
+        share = (gaps == k).double().mean().item()
+        assert abs(share - prob) < 6 * math.sqrt(prob * (1 - prob) / m), k
+    sd_mean = math.sqrt((1 - p) / p ** 2 / m)
+    assert abs(gaps.double().mean().item() - 1 / p) < 6 * sd_mean
+
+
+def test_dropout_of_a_non_contiguous_input_masks_its_row_major_order_like_a_copy():
+    """An FFT's or a transpose's output takes the gap draw too: the same elements (in the
+    tensor's logical order) as for its contiguous copy under the same seed, and the same
+    mask in the backward."""
+    x = torch.randn(30, 40, dtype=torch.float64).t().requires_grad_()   # (40, 30), strides (1, 40)
+    assert not x.is_contiguous()
+    torch.manual_seed(2)
+    y = dropout(x, 0.2, training=True)
+    torch.manual_seed(2)
+    assert torch.equal(y, dropout(x.detach().contiguous(), 0.2, training=True))
+    g = torch.randn(40, 30, dtype=torch.float64)
+    (y * g).sum().backward()
+    kept = (y != 0).double()
+    torch.testing.assert_close(x.grad, g * kept / 0.8, rtol=1e-12, atol=0)
+    assert 0 < (kept == 0).sum() < kept.numel()
 
 
 def test_every_position_of_a_short_tensor_is_dropped_with_probability_p():
@@ -128,6 +163,25 @@ def test_dropout_above_the_gap_threshold_is_F_dropout_itself():
     a = dropout(x, GAP_MAX_P + 0.1, True)
     torch.manual_seed(3)
     assert torch.equal(a, F.dropout(x, GAP_MAX_P + 0.1, True))
+
+
+# --- linear_halves: a Linear's output halves as two products ----------------------------------
+@pytest.mark.parametrize("bias", [False, True])
+def test_linear_halves_equal_the_chunked_output_values_and_gradients(bias):
+    torch.manual_seed(0)
+    layer = nn.Linear(12, 2 * 7, bias=bias).double()
+    x = torch.randn(3, 5, 12, dtype=torch.float64).transpose(0, 1).requires_grad_()   # any layout
+    g1, g2 = torch.randn(2, 5, 3, 7, dtype=torch.float64)
+    results = []
+    for halves in (linear_halves, lambda m, v: m(v).chunk(2, dim=-1)):
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+        a, b = halves(layer, x)
+        torch.autograd.backward([a, b], [g1, g2])
+        results.append((a, b, x.grad, *(p.grad for p in layer.parameters())))
+    assert len(results[0]) == 4 + bias
+    for fast, reference in zip(*results):
+        torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12)
 
 
 # --- RecGRELA: RoPE in one pass, attention as head-block matmuls ------------------------------
