@@ -132,6 +132,14 @@ def dropped_positions(n: int, p: float, device=None) -> torch.Tensor:
     return pos[: int(torch.searchsorted(pos, n))]                             # those < n
 
 
+def _masked(t: torch.Tensor, scale: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """t * scale, written row-major whatever t's layout (an FFT's output, a transpose's
+    gradient), with the elements at `positions` (flat indices in that order) set to 0."""
+    out = torch.mul(t, scale, out=torch.empty_like(t, memory_format=torch.contiguous_format))
+    out.view(-1).index_fill_(0, positions, 0)
+    return out
+
+
 class _GapDropout(torch.autograd.Function):
     """y = x * scale with the elements at `positions` set to 0; dy/dx the same mask."""
 
@@ -140,20 +148,13 @@ class _GapDropout(torch.autograd.Function):
         positions = dropped_positions(x.numel(), p, x.device)
         # the scale as F.dropout computes it: 1 / (1 - p) in x's dtype
         scale = torch.ones((), dtype=x.dtype).div_(1 - p)
-        # y row-major whatever x's layout (an FFT's output is not): positions index that order
-        y = torch.mul(x, scale, out=torch.empty(x.shape, dtype=x.dtype, device=x.device))
-        y.view(-1).index_fill_(0, positions, 0)
         ctx.save_for_backward(positions, scale)
-        return y
+        return _masked(x, scale, positions)
 
     @staticmethod
     def backward(ctx, grad):
         positions, scale = ctx.saved_tensors
-        # positions index x's row-major order; the incoming gradient may be laid out otherwise
-        # (a transpose's backward, GRU's): written row-major, or its flat view would not exist
-        g = torch.mul(grad, scale, out=torch.empty(grad.shape, dtype=grad.dtype, device=grad.device))
-        g.view(-1).index_fill_(0, positions, 0)
-        return g, None
+        return _masked(grad, scale, positions), None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -177,7 +178,8 @@ def linear_halves(layer: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, torc
     bias): the same values, and a cheaper backward. The backward of chunk concatenates the
     halves' gradients into a new (..., 2 * out) tensor before one product; here each half's
     gradient goes through its own product and the two input gradients are added (issue 28:
-    27 -> 14 ms a Mamba block's in_proj forward + backward at batch 256, L 200, two threads)."""
+    43-57 -> 28-30 ms a Mamba block's in_proj forward + backward at batch 256, L 200, two
+    threads)."""
     biases = (None, None) if layer.bias is None else layer.bias.chunk(2)
     first, second = (F.linear(x, w, b) for w, b in zip(layer.weight.chunk(2), biases))
     return first, second

@@ -11,8 +11,8 @@ PyTorch path (tests/test_fast_paths.py: float64, values and gradients).
 
 `CompiledScan` is the whole of `selective_scan_ref`: softplus, the scan, the D skip and the
 SiLU(z) gate; `ConvSiLU` is the block's causal depthwise convolution and its SiLU. Both read
-their inputs where in_proj / x_proj wrote them (column slices, no copies) and write one
-output, so the block's elementwise steps and layout copies around the scan are gone too.
+their inputs where in_proj / x_proj wrote them (B and C as column slices of x_proj's output,
+no copies) and write one output, so the block's elementwise steps and layout copies around the scan are gone too.
 models/mamba4rec.py MambaBlock calls them on a CPU when `use_kernels` is on and `available()`
 says they built here. When no C compiler is found or the build fails, that is warned once and
 the PyTorch path runs. The library is cached under $XDG_CACHE_HOME/recgrela-bench (default

@@ -93,7 +93,7 @@ ALWAYS_INLINE void vstore(REAL *p, vec v, long cnt)
 #if defined(USE_DOUBLE)
 ALWAYS_INLINE vec decay(vec x)
 {
-    vec a;
+    vec a = {0};
     for (long l = 0; l < VL; l++)
         a[l] = exp(x[l]);
     return a;
